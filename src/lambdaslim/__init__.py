@@ -1,0 +1,37 @@
+"""lambdaslim: run big machine-learning dependencies on AWS Lambda.
+
+The public API is re-exported here. Names whose modules are not needed at cold start are
+loaded on first access, so ``import lambdaslim`` stays cheap (see tests/test_import_time.py).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ArchiveError, LambdaslimError, PackError, StorageBudgetError
+from ._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+# name -> module that defines it; imported on first attribute access.
+_LAZY: dict[str, str] = {}
+
+__all__ = [
+    "ArchiveError",
+    "LambdaslimError",
+    "PackError",
+    "StorageBudgetError",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lambdaslim' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
