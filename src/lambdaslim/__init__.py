@@ -7,16 +7,24 @@ loaded on first access, so ``import lambdaslim`` stays cheap (see tests/test_imp
 from __future__ import annotations
 
 from importlib import import_module
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ArchiveError, LambdaslimError, PackError, StorageBudgetError
 from ._version import __version__
 
+_IMPORT_MONOTONIC = _monotonic()  # init-start fallback for the cold-start timer (_coldstart.py)
+
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
 # name -> module that defines it; imported on first attribute access.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "handler": "._handler",
+    "remaining": "._handler",
+    "ResponseTooLargeError": "._handler",
+    "scratch": "._scratch",
+}
 
 __all__ = [
     "ArchiveError",
