@@ -79,7 +79,7 @@ def register_hooks() -> bool:
         if _registered:
             return True
         try:
-            from snapshot_restore_py import (  # type: ignore[import-untyped,unused-ignore]
+            from snapshot_restore_py import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
                 register_after_restore,
                 register_before_snapshot,
             )
