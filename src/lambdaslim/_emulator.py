@@ -98,6 +98,59 @@ def fetch_rie(dest_dir: str | None = None, *, python: str | None = None) -> str:
     return target
 
 
+RUNTIME_CLIENT = "awslambdaric"
+
+
+def runtime_dir() -> str:
+    """A folder holding only the runtime interface client and its requirements (Lambda's
+    /var/runtime), copied from this interpreter's installation; cached by their versions.
+
+    A runtime started with ``python -S`` and this folder on ``PYTHONPATH`` sees none of this
+    machine's site-packages: imports come from the task root and the layers, as on Lambda.
+    """
+    import hashlib
+    import re
+    from importlib import metadata
+
+    names, seen, dists = [RUNTIME_CLIENT], set(), []
+    while names:
+        name = names.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise EmulatorError(f"{name} is not installed (pip install {RUNTIME_CLIENT})") from None
+        dists.append(dist)
+        for req in dist.requires or []:
+            if "extra ==" in req:
+                continue
+            names.append(re.split(r"[\s<>=!~;\[(]", req, maxsplit=1)[0])
+    tag = hashlib.sha256(
+        repr((sys.version, sorted((d.metadata["Name"], d.version) for d in dists))).encode()
+    ).hexdigest()[:16]
+    dest = os.path.join(cache_dir(), "runtime", tag)
+    if os.path.isdir(dest):
+        return dest
+    staging = f"{dest}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    for dist in dists:
+        for file in dist.files or []:
+            rel = str(file)
+            if rel.startswith("..") or os.path.isabs(rel) or "__pycache__" in rel:
+                continue
+            target = os.path.join(staging, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(str(file.locate()), target)
+    try:
+        os.replace(staging, dest)
+    except OSError:  # another process published it first
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -288,6 +341,8 @@ class LocalRuntime:
     ``task_root`` is the handler's folder (the working directory, first on ``sys.path``);
     ``env`` is added to this process's environment (``LAMBDASLIM_TMP``, layer roots...).
     ``backend`` is ``"rie"``, ``"api"`` or ``"auto"`` (the emulator when found).
+    ``python_path``, when given, isolates the runtime as on Lambda: ``python -S`` seeing only
+    the task root, these folders (e.g. ``<opt>/python``) and the runtime client.
     """
 
     def __init__(
@@ -302,6 +357,7 @@ class LocalRuntime:
         memory_mb: int = 512,
         function_name: str = "test_function",
         log_path: str | None = None,
+        python_path: list[str] | None = None,
     ) -> None:
         if backend not in ("auto", "rie", "api"):
             raise ValueError(f"backend must be auto, rie or api, not {backend!r}")
@@ -316,6 +372,7 @@ class LocalRuntime:
         self.function_name = function_name
         self.memory_mb = memory_mb
         self.extra_env = dict(env or {})
+        self.python_path = [os.path.abspath(p) for p in python_path] if python_path is not None else None
         self.log_path = log_path or os.path.join(
             tempfile.mkdtemp(prefix="lambdaslim-runtime-"), "runtime.log"
         )
@@ -344,8 +401,15 @@ class LocalRuntime:
             }
         )
         env.setdefault("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"))
+        if self.python_path is not None:
+            env["PYTHONPATH"] = os.pathsep.join([self.task_root, *self.python_path, runtime_dir()])
+            env.pop("PYTHONHOME", None)
         env.update(self.extra_env)
         return env
+
+    def _command(self) -> list[str]:
+        isolated = ["-S"] if self.python_path is not None else []
+        return [self.python, *isolated, "-m", RUNTIME_CLIENT, self.handler]
 
     def _open_log(self) -> Any:
         if self._log is None:
@@ -362,7 +426,7 @@ class LocalRuntime:
                 self._proc = subprocess.Popen(
                     [self.rie, "--runtime-interface-emulator-address", f"127.0.0.1:{self._rie_port}",
                      "--runtime-api-address", f"127.0.0.1:{api_port}",
-                     self.python, "-m", "awslambdaric", self.handler],
+                     *self._command()],
                     cwd=self.task_root, env=self._env(), stdin=subprocess.DEVNULL,
                     stdout=self._open_log(), stderr=subprocess.STDOUT, start_new_session=True,
                 )
@@ -381,7 +445,7 @@ class LocalRuntime:
         env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self._api.server_address[1]}"
         env.setdefault("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
         self._proc = subprocess.Popen(
-            [self.python, "-m", "awslambdaric", self.handler],
+            self._command(),
             cwd=self.task_root, env=env, stdin=subprocess.DEVNULL,
             stdout=self._open_log(), stderr=subprocess.STDOUT, start_new_session=True,
         )

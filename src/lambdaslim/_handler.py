@@ -248,10 +248,15 @@ def _bootstrap_figures() -> dict[str, Any] | None:
     seconds = 0.0
     extracted = 0
     for info in status().values():
-        if info.get("state") == "extracted" or info.get("seconds"):
+        if info.get("state") == "extracted":
             extracted += 1
-            seconds += float(info.get("seconds") or 0.0)
-    return {"extract_ms": round(seconds * 1000, 3), "extracted": extracted}
+        seconds += float(info.get("seconds") or 0.0)
+    figures: dict[str, Any] = {"extract_ms": round(seconds * 1000, 3), "extracted": extracted}
+    imported_at = getattr(bootstrap, "imported_at", None)
+    if isinstance(imported_at, float):
+        # Process start to ``import lambdaslim.bootstrap``: interpreter and runtime start-up.
+        figures["bootstrap_at_ms"] = round(max(0.0, imported_at - STATE.init_start) * 1000, 3)
+    return figures
 
 
 def _emit_metrics(opts: Options, record: dict[str, Any]) -> None:

@@ -4,8 +4,8 @@ With SnapStart, Lambda runs the init phase once when a version is published, sna
 memory and disk (/tmp included) of the environment, and restores copies of it. Packages
 extracted before the snapshot are then free for every restored copy, so the before-snapshot
 hook extracts everything the layers hold. After a restore the hook checks that every tree the
-bootstrap reported as extracted is still complete (its completion marker is there); if one
-is not, it extracts again. It also tells the cold-start state that the next invocation is the
+bootstrap reported as extracted is still complete (its completion marker names the unit's
+sha256); one that is not is extracted again. It also tells the cold-start state that the next invocation is the
 first of a restored sandbox.
 
 The hooks only touch ``lambdaslim.bootstrap`` when the handler's module imported it.
@@ -14,12 +14,10 @@ The hooks only touch ``lambdaslim.bootstrap`` when the handler's module imported
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from typing import Any
 
-from ._budget import MARKER
 from ._coldstart import STATE
 
 logger = logging.getLogger("lambdaslim.snapstart")
@@ -39,36 +37,33 @@ def before_snapshot() -> None:
         bootstrap.extract_all()
 
 
-def incomplete_trees() -> list[str]:
-    """Distributions the bootstrap reports as extracted whose tree is gone or incomplete."""
+def revalidate() -> list[str]:
+    """Distributions whose extracted tree is gone or incomplete after a restore.
+
+    Each is marked packed again so that the next import (or :func:`after_restore`'s
+    ``extract_all()``) extracts it anew instead of trusting a broken tree.
+    """
     bootstrap = _bootstrap()
     if bootstrap is None:
         return []
-    missing = []
-    for name, info in bootstrap.status().items():
-        if info.get("state") != "extracted":
-            continue
-        path = info.get("path")
-        if not path or not os.path.isdir(path):
-            missing.append(name)
-            continue
-        marker_dir = path
-        # The marker sits at the unit's top (units/<key>/); the path may point below it.
-        while not os.path.exists(os.path.join(marker_dir, MARKER)):
-            parent = os.path.dirname(marker_dir)
-            if parent == marker_dir or os.path.basename(parent) == "units":
-                missing.append(name)
-                break
-            marker_dir = parent
-    return missing
+    from ._finder import EXTRACTED, PACKED
+    from ._store import is_complete
+
+    finder = bootstrap.finder()
+    stale = []
+    for entry in finder.entries():
+        if entry.state == EXTRACTED and not is_complete(finder.budget, entry.key, entry.sha256):
+            entry.state, entry.path = PACKED, None
+            stale.append(entry.name)
+    return stale
 
 
 def after_restore() -> None:
     """Mark the restore for the cold-start state and re-extract trees that went missing."""
     STATE.restored_now()
-    missing = incomplete_trees()
-    if missing:
-        logger.warning("lambdaslim: trees missing after restore, extracting again: %s", missing)
+    stale = revalidate()
+    if stale:
+        logger.warning("lambdaslim: trees incomplete after restore, extracting again: %s", stale)
         _bootstrap().extract_all()
 
 

@@ -19,6 +19,14 @@
     Runtime Interface Emulator when found, else behind a Runtime API server of ours:
     ``rt = lambda_runtime("app.handler", task_root)``; ``rt.invoke(event)``. Stopped after the
     test.
+``lambda_layers``
+    ``lambda_layers(["numpy"], "site-dir", "layer.zip")``: an /opt of packed layers built from
+    requirement lists, folders or zips, cached for the session (pip installs across runs).
+``cold_start``
+    Runs a handler in a fresh interpreter under the runtime loop (true cold), then warm calls
+    in the same one; returns each call's round trip and the handler's own log record.
+``s3_server``
+    Not provided yet: it arrives with ``lambdaslim._s3server``.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from ._size import format_size, parse_size
 
 DEFAULT_TMP = "512MB"
 
-__all__ = ["LambdaContext", "LambdaTmp"]
+__all__ = ["Call", "ColdStartRun", "LambdaContext", "LambdaLayers", "LambdaTmp", "invocation_records"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -189,3 +197,118 @@ def lambda_runtime(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any
     finally:
         for runtime in started:
             runtime.stop()
+
+
+@dataclass
+class LambdaLayers:
+    """An /opt built from packed layers (``LAMBDASLIM_LAYER_ROOTS`` points at it)."""
+
+    path: Path  #: the folder standing for /opt
+    layers: list[Path]  #: the layer zips, in order
+
+    @property
+    def python(self) -> Path:
+        """``<opt>/python``: on ``sys.path`` in Lambda (lambdaslim and its runtime live there)."""
+        return self.path / "python"
+
+
+class _LayerCache:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.opts: dict[tuple[Any, ...], LambdaLayers] = {}
+
+    def build(self, sources: tuple[Any, ...], level: int) -> LambdaLayers:
+        from ._layers import build_opt, layer_zip_for
+
+        key = (tuple(tuple(s) if isinstance(s, (list, tuple)) else os.fspath(s) for s in sources), level)
+        cached = self.opts.get(key)
+        if cached is None:
+            zips = [Path(layer_zip_for(s, level=level)) for s in sources]
+            opt = self.base / f"opt{len(self.opts)}"
+            build_opt([str(z) for z in zips], str(opt))
+            cached = self.opts[key] = LambdaLayers(path=opt, layers=zips)
+        return cached
+
+
+@pytest.fixture(scope="session")
+def _lambdaslim_layer_cache(tmp_path_factory: pytest.TempPathFactory) -> _LayerCache:
+    return _LayerCache(tmp_path_factory.mktemp("lambda-layers"))
+
+
+@pytest.fixture
+def lambda_layers(_lambdaslim_layer_cache: _LayerCache, monkeypatch: pytest.MonkeyPatch) -> Callable[..., LambdaLayers]:
+    """``lambda_layers(*sources, level=3)``: an /opt of packed layers, cached for the session.
+
+    Each source is a requirement list (``["numpy"]``: installed from the registry with
+    ``pip install --target``, cached across runs, then packed), a site-packages folder
+    (packed) or a layer zip. ``LAMBDASLIM_LAYER_ROOTS`` points at the /opt for the test.
+    """
+
+    def build(*sources: Any, level: int = 3) -> LambdaLayers:
+        if not sources:
+            raise ValueError("lambda_layers() needs at least one requirement list, folder or layer zip")
+        layers = _lambdaslim_layer_cache.build(sources, level)
+        monkeypatch.setenv("LAMBDASLIM_LAYER_ROOTS", str(layers.path))
+        return layers
+
+    return build
+
+
+@dataclass
+class Call:
+    """One invocation seen from outside (``result``) and from inside (``record``)."""
+
+    result: Any  #: the :class:`lambdaslim._emulator.InvokeResult`
+    record: dict[str, Any] | None  #: the handler's ``lambdaslim invocation`` log line, if any
+
+    @property
+    def seconds(self) -> float:
+        """Round-trip time of the invocation as the caller saw it."""
+        return float(self.result.seconds)
+
+
+@dataclass
+class ColdStartRun:
+    cold: Call
+    warm: list[Call]
+    runtime: Any  #: the :class:`lambdaslim._emulator.LocalRuntime` (still running)
+
+
+def invocation_records(logs: str) -> list[dict[str, Any]]:
+    """The ``lambdaslim invocation`` JSON lines in a runtime's output, in order."""
+    import json
+
+    out = []
+    for line in logs.splitlines():
+        start = line.find('{"message":"lambdaslim invocation"')
+        if start >= 0:
+            try:
+                out.append(json.loads(line[start:]))
+            except ValueError:
+                continue
+    return out
+
+
+@pytest.fixture
+def cold_start(lambda_runtime: Callable[..., Any]) -> Callable[..., ColdStartRun]:
+    """``cold_start(handler, task_root, event=None, *, warm=2, layers=None, events=None, **kw)``.
+
+    Starts a fresh interpreter under the runtime loop (a true cold start: nothing imported,
+    nothing cached in the process), sends the first event, then ``warm`` more to the same
+    process. With ``layers`` (from ``lambda_layers``) the runtime is isolated as on Lambda:
+    it sees only the task root, ``<opt>/python`` and the runtime client. Records come from the
+    handler's log lines (decorate it with ``@lambdaslim.handler``).
+    """
+
+    def run(handler: str, task_root: str | os.PathLike[str], event: Any = None, *, warm: int = 2,
+            layers: LambdaLayers | None = None, events: list[Any] | None = None, **kwargs: Any) -> ColdStartRun:
+        if layers is not None:
+            kwargs.setdefault("python_path", [str(layers.python)])
+        runtime = lambda_runtime(handler, task_root, **kwargs)
+        sequence = events if events is not None else [event if event is not None else {}] * (1 + warm)
+        results = [runtime.invoke(ev) for ev in sequence]
+        records = invocation_records(runtime.logs())
+        calls = [Call(res, records[i] if i < len(records) else None) for i, res in enumerate(results)]
+        return ColdStartRun(cold=calls[0], warm=calls[1:], runtime=runtime)
+
+    return run
