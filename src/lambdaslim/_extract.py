@@ -127,6 +127,8 @@ def extract_unit(
     on_part: Callable[[int], None] | None = None,
 ) -> int:
     """Write every file of ``unit`` under the new folder ``dest``; returns bytes written."""
+    import zstandard  # noqa: F401  (imported here, once, not by each worker thread)
+
     os.makedirs(dest, exist_ok=True)
     made_dirs: set[str] = set()
     if workers <= 1 or len(unit.parts) <= 1:
