@@ -131,7 +131,7 @@ KILLABLE = (
 
 def test_sigkill_mid_extraction_never_leaves_a_usable_half_tree(opt: Path, tmp: Path, tmp_path: Path) -> None:
     midway = tmp_path / "midway"
-    victim = start(KILLABLE, opt, tmp, MIDWAY=str(midway), LAMBDASLIM_EXTRACT_WORKERS="1")
+    victim = start(KILLABLE, opt, tmp, MIDWAY=str(midway))
     deadline = time.monotonic() + 60
     while not midway.exists():
         assert victim.poll() is None, victim.communicate()
@@ -318,3 +318,18 @@ def test_import_bootstrap_imports_no_heavy_module(opt: Path, tmp: Path) -> None:
                   "importlib.metadata", "concurrent.futures", "typing", "zipfile"):
         assert heavy not in modules, f"import lambdaslim.bootstrap imports {heavy}"
     assert "lambdaslim.bootstrap" in modules
+
+
+def test_several_layers_share_one_opt(tmp_path: Path, tmp: Path) -> None:
+    from helpers import make_dist
+
+    opt = tmp_path / "opt"
+    for n in (1, 2, 3):
+        site = tmp_path / f"site{n}"
+        make_dist(site, f"mod{n}", "1.0", {f"mod{n}/__init__.py": f"N = {n}\n".encode()})
+        pack_tree(str(site), str(tmp_path / f"l{n}.zip"), level=1, quiet=True)
+        unzip_layer(tmp_path / f"l{n}.zip", opt)  # Lambda merges every layer into /opt
+    assert len(list((opt / "lambdaslim").iterdir())) == 3
+    out = run("import lambdaslim.bootstrap as b, mod1, mod3\n"
+              "report([mod1.N, mod3.N, sorted((k, v['state']) for k, v in b.status().items())])", opt, tmp)
+    assert out == [1, 3, [["mod1", "extracted"], ["mod2", "packed"], ["mod3", "extracted"]]]

@@ -75,7 +75,7 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
         reader = _HashingReader(raw)
         dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27)
         try:
-            with dctx.stream_reader(reader, read_size=_READ, read_across_frames=False) as stream:
+            with dctx.stream_reader(reader, read_size=_READ, read_across_frames=False) as stream:  # type: ignore[arg-type]
                 buf = b""
                 view = memoryview(buf)
                 pos = 0

@@ -230,7 +230,7 @@ class LayerFinder:
                     pending = self._local.pending = []
                 pending.extend(fresh)
                 if getattr(self._local, "depth", 0) == 0:
-                    spec.loader = _ReleaseAfterImport(spec.loader, self)
+                    spec.loader = _ReleaseAfterImport(spec.loader, self)  # type: ignore[assignment]
             return spec
         if fullname in self._namespaces:
             # A namespace package none of whose portions is on disk yet: an empty one whose
