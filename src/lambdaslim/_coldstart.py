@@ -13,8 +13,8 @@ Lambda tells the runtime how its execution environment was initialised through
     invocation is still flagged as ``first_invocation``, and with SnapStart as ``restored``.
 
 Init is measured from the process start (``/proc/self/stat``, clock-tick resolution) — the
-moment the runtime launched the interpreter — or, where that cannot be read, from the first
-``import lambdaslim``. Only standard-library modules are imported here.
+moment the runtime launched the interpreter — or, where that cannot be read, from
+``import lambdaslim.bootstrap`` (else from the first use of the decorator). Only standard-library modules are imported here.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _process_start_monotonic() -> tuple[float, str]:
             return time.monotonic() - age, "process"
     except (OSError, ValueError, IndexError, AttributeError):
         pass
-    imported = getattr(sys.modules.get("lambdaslim"), "_IMPORT_MONOTONIC", None)
+    imported = getattr(sys.modules.get("lambdaslim.bootstrap"), "imported_at", None)
     if isinstance(imported, float):
         return imported, "import"
     return time.monotonic(), "import"
