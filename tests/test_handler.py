@@ -374,3 +374,31 @@ def test_snapstart_hooks(isolated: Path, caplog: pytest.LogCaptureFixture, monke
     before, after = records(caplog)
     assert after["first_invocation"] is True and after["cold_start"] is False
     assert after["init_from"] == "restore"
+
+
+def test_offload_large_response_to_s3(s3_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    s3 = pytest.importorskip("lambdaslim.s3")
+    import urllib.request
+
+    caplog.set_level(logging.INFO, logger="lambdaslim")
+    s3.set_client(s3_server.client())
+    try:
+        big = {"rows": ["r" * 100] * 2000}  # ~210 kB of JSON
+
+        @lambdaslim.handler(max_response="100kB", offload=f"s3://{s3_server.bucket}/responses/", offload_expires=600)
+        def fn(event: Any, context: Any) -> Any:
+            return big if event.get("big") else {"small": True}
+
+        assert fn({}, LambdaContext()) == {"small": True}
+        ctx = LambdaContext()
+        ref = fn({"big": True}, ctx)
+        body = json.dumps(big).encode()
+        assert ref["offloaded"] is True and ref["bytes"] == len(body)
+        assert ref["s3_uri"] == f"s3://{s3_server.bucket}/responses/{ctx.aws_request_id}.json"
+        assert ref["content_type"] == "application/json" and ref["expires_in"] == 600
+        assert len(json.dumps(ref)) < 2000
+        with urllib.request.urlopen(ref["url"], timeout=10) as resp:  # the presigned URL works
+            assert resp.read() == body
+        assert records(caplog)[-1]["offloaded"] == ref["s3_uri"]
+    finally:
+        s3.set_client(None)

@@ -373,9 +373,9 @@ class LocalRuntime:
         self.memory_mb = memory_mb
         self.extra_env = dict(env or {})
         self.python_path = [os.path.abspath(p) for p in python_path] if python_path is not None else None
-        self.log_path = log_path or os.path.join(
-            tempfile.mkdtemp(prefix="lambdaslim-runtime-"), "runtime.log"
-        )
+        self._own_log_dir = None if log_path else tempfile.mkdtemp(prefix="lambdaslim-runtime-")
+        self.log_path = log_path or os.path.join(self._own_log_dir or "", "runtime.log")
+        self._final_logs: str | None = None
         self._lock = threading.Lock()  # one invocation at a time
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
@@ -463,6 +463,10 @@ class LocalRuntime:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._own_log_dir is not None:
+            self._final_logs = self.logs()
+            shutil.rmtree(self._own_log_dir, ignore_errors=True)
+            self._own_log_dir = None
 
     def __enter__(self) -> LocalRuntime:
         return self.start()
@@ -472,6 +476,8 @@ class LocalRuntime:
 
     def logs(self) -> str:
         """Everything the runtime (and the emulator) printed so far."""
+        if self._final_logs is not None:
+            return self._final_logs
         if self._log is not None:
             self._log.flush()
         try:

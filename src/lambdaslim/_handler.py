@@ -204,7 +204,9 @@ def _serialise(result: object) -> bytes | None:
 
 def _offload(body: bytes, result: object, opts: Options, inv: Invocation) -> dict[str, Any]:
     assert opts.offload is not None
-    from . import s3 as s3mod  # boto3 only when a response is actually offloaded
+    from importlib import import_module
+
+    s3mod: Any = import_module("lambdaslim.s3")  # boto3 only when a response is offloaded
 
     bucket, prefix = opts.offload
     is_json = not isinstance(result, bytes)
@@ -212,7 +214,7 @@ def _offload(body: bytes, result: object, opts: Options, inv: Invocation) -> dic
     key = f"{prefix}/{name}" if prefix else name
     uri = f"s3://{bucket}/{key}"
     content_type = "application/json" if is_json else "application/octet-stream"
-    s3mod.stream_put(uri, body)
+    s3mod.stream_put(uri, body, content_type=content_type)
     client = s3mod.get_client()
     url = client.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=opts.offload_expires

@@ -26,7 +26,8 @@
     Runs a handler in a fresh interpreter under the runtime loop (true cold), then warm calls
     in the same one; returns each call's round trip and the handler's own log record.
 ``s3_server``
-    Not provided yet: it arrives with ``lambdaslim._s3server``.
+    A real S3-compatible server on 127.0.0.1 with a bucket (``lambdaslim._s3server``:
+    SeaweedFS, else moto's server), one per session. Skips without boto3.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
 
 
 @pytest.fixture
-def lambda_runtime(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+def lambda_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """``lambda_runtime(handler, task_root, *, env=None, backend="auto", timeout=...)``.
 
     Returns a started :class:`lambdaslim._emulator.LocalRuntime`; ``.invoke(event)`` sends
@@ -188,6 +189,7 @@ def lambda_runtime(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any
 
     def start(handler: str, task_root: str | os.PathLike[str], **kwargs: Any) -> LocalRuntime:
         kwargs.setdefault("timeout", default_timeout)
+        kwargs.setdefault("log_path", str(tmp_path / f"runtime-{len(started)}.log"))
         runtime = LocalRuntime(handler, os.fspath(task_root), **kwargs)
         started.append(runtime)
         return runtime.start()
@@ -312,3 +314,21 @@ def cold_start(lambda_runtime: Callable[..., Any]) -> Callable[..., ColdStartRun
         return ColdStartRun(cold=calls[0], warm=calls[1:], runtime=runtime)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """A real S3-compatible server on 127.0.0.1 (``.endpoint_url``, ``.bucket``, ``.client()``).
+
+    ``LAMBDASLIM_TEST_S3_BACKEND=moto`` forces moto's server instead of SeaweedFS.
+    """
+    pytest.importorskip("boto3", reason="s3_server needs boto3")
+    try:
+        from importlib import import_module
+
+        server_module: Any = import_module("lambdaslim._s3server")
+    except ImportError:
+        pytest.skip("this lambdaslim has no local S3 server")
+    backend = os.environ.get("LAMBDASLIM_TEST_S3_BACKEND", "auto")
+    with server_module.S3Server(backend=backend) as server:
+        yield server
