@@ -21,6 +21,15 @@ Handler = Callable[[argparse.Namespace], int]
 _EXTRA: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 
 
+def _register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ._demo import register
+
+    register(sub)
+
+
+_EXTRA.append(_register_demo)
+
+
 def _size_arg(text: str) -> int:
     try:
         return parse_size(text)

@@ -122,7 +122,11 @@ def runtime_dir() -> str:
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
-            raise EmulatorError(f"{name} is not installed (pip install {RUNTIME_CLIENT})") from None
+            if name != RUNTIME_CLIENT:
+                raise EmulatorError(f"{name}, needed by {RUNTIME_CLIENT}, is not installed") from None
+            from ._layers import pip_site  # not installed here: take it from the registry
+
+            return pip_site([RUNTIME_CLIENT])
         dists.append(dist)
         for req in dist.requires or []:
             if "extra ==" in req:
@@ -235,6 +239,19 @@ class InvokeResult:
         return f"InvokeResult({state}, {len(self.body)} bytes, {self.seconds * 1000:.1f} ms)"
 
 
+def invocation_records(logs: str) -> list[dict[str, Any]]:
+    """The ``lambdaslim invocation`` JSON lines (``@lambdaslim.handler``) in a runtime's output."""
+    out = []
+    for line in logs.splitlines():
+        start = line.find('{"message":"lambdaslim invocation"')
+        if start >= 0:
+            try:
+                out.append(json.loads(line[start:]))
+            except ValueError:
+                continue
+    return out
+
+
 # -- our Runtime API server ------------------------------------------------------------------
 
 
@@ -342,7 +359,8 @@ class LocalRuntime:
     ``env`` is added to this process's environment (``LAMBDASLIM_TMP``, layer roots...).
     ``backend`` is ``"rie"``, ``"api"`` or ``"auto"`` (the emulator when found).
     ``python_path``, when given, isolates the runtime as on Lambda: ``python -S`` seeing only
-    the task root, these folders (e.g. ``<opt>/python``) and the runtime client.
+    the task root, these folders (e.g. ``<opt>/python``) and the runtime client, and writing
+    bytecode whatever this machine's ``PYTHONDONTWRITEBYTECODE`` says.
     """
 
     def __init__(
@@ -403,7 +421,10 @@ class LocalRuntime:
         env.setdefault("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"))
         if self.python_path is not None:
             env["PYTHONPATH"] = os.pathsep.join([self.task_root, *self.python_path, runtime_dir()])
-            env.pop("PYTHONHOME", None)
+            # Lambda's interpreter writes bytecode (/tmp trees are writable): a later process of
+            # the same sandbox imports from .pyc. Do not inherit this machine's opposite choice.
+            for name in ("PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONSTARTUP", "PYTHONUSERBASE"):
+                env.pop(name, None)
         env.update(self.extra_env)
         return env
 

@@ -43,6 +43,7 @@ from typing import Any
 import pytest
 
 from ._budget import Budget, Usage
+from ._emulator import invocation_records
 from ._localenv import LambdaContext, lambda_environment
 from ._size import format_size, parse_size
 
@@ -274,21 +275,6 @@ class ColdStartRun:
     cold: Call
     warm: list[Call]
     runtime: Any  #: the :class:`lambdaslim._emulator.LocalRuntime` (still running)
-
-
-def invocation_records(logs: str) -> list[dict[str, Any]]:
-    """The ``lambdaslim invocation`` JSON lines in a runtime's output, in order."""
-    import json
-
-    out = []
-    for line in logs.splitlines():
-        start = line.find('{"message":"lambdaslim invocation"')
-        if start >= 0:
-            try:
-                out.append(json.loads(line[start:]))
-            except ValueError:
-                continue
-    return out
 
 
 @pytest.fixture
