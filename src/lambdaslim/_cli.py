@@ -40,7 +40,8 @@ def _size_arg(text: str) -> int:
 def _cmd_pack(args: argparse.Namespace) -> int:
     from ._pack import pack_tree
 
-    result = pack_tree(args.src, args.output, level=args.level, part_bytes=args.part_size, quiet=args.quiet)
+    result = pack_tree(args.src, args.output, level=args.level, part_bytes=args.part_size, quiet=args.quiet,
+                       runtime_dir=args.runtime_dir)
     if not args.quiet:
         from ._inspect import render, report
 
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part-size", type=_size_arg, default=DEFAULT_PART_BYTES,
                    help="split units into independently compressed parts of about this size (default 32MiB)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no report")
+    p.add_argument("--runtime-dir", metavar="DIR",
+                   help="zstandard and filelock installed for the target (pip install --platform ... "
+                        "--target DIR), for a layer built for another Python or architecture")
     p.set_defaults(func=_cmd_pack)
 
     p = sub.add_parser("inspect", help="show what a packed layer holds, against Lambda's limits")
