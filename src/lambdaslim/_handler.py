@@ -187,16 +187,18 @@ def _json_default(obj: object) -> object:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+# As awslambdaric encodes: non-ASCII kept as UTF-8 on the python3.12+ runtimes, escaped before.
+_ENCODER = json.JSONEncoder(
+    default=_json_default, ensure_ascii=os.environ.get("AWS_EXECUTION_ENV") not in _PY312_RUNTIMES
+)
+
+
 def _serialise(result: object) -> bytes | None:
     """The response as Lambda's runtime will send it, or None when it cannot be serialised."""
     if isinstance(result, bytes):
         return result
     try:
-        text = json.dumps(
-            result,
-            default=_json_default,
-            ensure_ascii=os.environ.get("AWS_EXECUTION_ENV") not in _PY312_RUNTIMES,
-        )
+        text = _ENCODER.encode(result)
     except (TypeError, ValueError):
         return None  # the runtime reports its own marshalling error
     return text.encode("utf-8")
@@ -229,16 +231,28 @@ def _offload(body: bytes, result: object, opts: Options, inv: Invocation) -> dic
     }
 
 
+_probe: tuple[tuple[str | None, str | None], Any, str] | None = None
+
+
 def _tmp_figures() -> dict[str, int]:
     """Bytes used and free in the extraction root's /tmp, and the limit (cheap: one statvfs)."""
-    budget = get_budget()
-    total, fs_free = budget._statvfs()
-    limit = budget.capacity()
-    if budget.explicit_limit is not None and budget.explicit_limit < total:
+    global _probe
+    key = (os.environ.get("LAMBDASLIM_TMP"), os.environ.get("LAMBDASLIM_TMP_LIMIT"))
+    if _probe is None or _probe[0] != key:
+        budget = get_budget()
+        probe = budget.root
+        while not os.path.isdir(probe) and os.path.dirname(probe) != probe:
+            probe = os.path.dirname(probe)  # the root's file system, before the root exists
+        _probe = (key, budget, probe)
+    budget, probe = _probe[1], _probe[2]
+    st = os.statvfs(probe)
+    total, fs_free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+    explicit = budget.explicit_limit
+    if explicit is not None and explicit < total:
         usage = budget.usage()  # a cap on a bigger disk: count what lambdaslim holds
         used = usage["packages"] + usage["caches"] + usage["scratch"] + usage["reserved"]
-        return {"used": used, "free": usage["free"], "limit": limit}
-    return {"used": total - fs_free, "free": fs_free, "limit": limit}
+        return {"used": used, "free": usage["free"], "limit": explicit}
+    return {"used": total - fs_free, "free": fs_free, "limit": total}
 
 
 def _bootstrap_figures() -> dict[str, Any] | None:
