@@ -64,9 +64,9 @@ def test_sam_template_translates_to_the_intended_function(monkeypatch: pytest.Mo
 
 def test_sam_translator_rejects_a_broken_template(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check has teeth: a wrong property type is refused."""
+    template = _load()
     from samtranslator.model.exceptions import InvalidDocumentException
 
-    template = _load()
     template["Resources"]["PredictFunction"]["Properties"]["Layers"] = "not-a-list"
     with pytest.raises(InvalidDocumentException):
         _translate(template, monkeypatch)

@@ -23,6 +23,11 @@ import numpy as np           # extracted into /tmp at this first import
 
 @lambdaslim.handler
 def handler(event, context):
+    if event.get("lazy"):
+        import time
+        import six  # packed too: extracted now, on a warm invocation
+        time.sleep(0.01)
+        return {"six": six.__file__}
     folder = lambdaslim.scratch()
     path = os.path.join(folder, "a.npy")
     np.save(path, np.arange(event["n"], dtype=np.float64))
@@ -50,8 +55,9 @@ def test_packed_numpy_handler_cold_then_warm_under_the_emulator(
     cold_start: Any, lambda_layers: Any, lambda_tmp: LambdaTmp, numpy_app: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LAMBDASLIM_RIE", _emulator.find_rie() or _emulator.fetch_rie())
-    opt = lambda_layers(["numpy"])
-    run = cold_start("app.handler", numpy_app, {"n": 1000}, warm=2, layers=opt, backend="rie")
+    opt = lambda_layers(["numpy", "six"])
+    events = [{"n": 1000}, {"n": 1000}, {"n": 1000}, {"lazy": True}]
+    run = cold_start("app.handler", numpy_app, events=events, layers=opt, backend="rie")
     assert run.runtime.backend == "rie"
     cold = run.cold
     assert cold.result.ok, (cold.result, run.runtime.logs()[-2000:])
@@ -69,11 +75,16 @@ def test_packed_numpy_handler_cold_then_warm_under_the_emulator(
     assert cold.record["tmp"]["used"] >= 10_000_000  # numpy's tree is in this /tmp
     assert cold.record["scratch_bytes"] >= 8000
 
-    assert len(run.warm) == 2
-    for call in run.warm:
+    assert len(run.warm) == 3
+    for call in run.warm[:2]:
         assert call.result.ok and call.result.json()["sum"] == body["sum"]
         assert call.record is not None and call.record["cold_start"] is False
         assert "extract_ms" not in call.record and "init_ms" not in call.record
+    # A warm invocation that imports another packed distribution reports its extraction.
+    lazy = run.warm[2]
+    assert lazy.result.ok and lazy.result.json()["six"].startswith(str(lambda_tmp.root / "units"))
+    assert lazy.record is not None and lazy.record["cold_start"] is False
+    assert lazy.record["extract_ms"] > 0 and lazy.record["extracted"] == cold.record["extracted"] + 1
     # No scratch left in /tmp after any invocation, cold or warm.
     assert os.listdir(lambda_tmp.root / "scratch") == []
     assert not os.path.exists(body["scratch"])

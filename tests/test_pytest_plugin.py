@@ -118,7 +118,7 @@ def test_lambda_tmp_falls_back_when_threads_run(tmp_path: Path) -> None:
             import lambdaslim
 
             # A thread started at import time, before the plugin could enter the namespace.
-            threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+            threading.Thread(target=time.sleep, args=(10,), daemon=True).start()
 
             @pytest.mark.lambda_tmp("1MB")
             def test_it(lambda_tmp):

@@ -43,13 +43,12 @@ from typing import Any
 import pytest
 
 from ._budget import Budget, Usage
-from ._emulator import invocation_records
 from ._localenv import LambdaContext, lambda_environment
 from ._size import format_size, parse_size
 
 DEFAULT_TMP = "512MB"
 
-__all__ = ["Call", "ColdStartRun", "LambdaContext", "LambdaLayers", "LambdaTmp", "invocation_records"]
+__all__ = ["Call", "ColdStartRun", "LambdaContext", "LambdaLayers", "LambdaTmp"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -292,6 +291,8 @@ def cold_start(lambda_runtime: Callable[..., Any]) -> Callable[..., ColdStartRun
             layers: LambdaLayers | None = None, events: list[Any] | None = None, **kwargs: Any) -> ColdStartRun:
         if layers is not None:
             kwargs.setdefault("python_path", [str(layers.python)])
+        from ._emulator import invocation_records
+
         runtime = lambda_runtime(handler, task_root, **kwargs)
         sequence = events if events is not None else [event if event is not None else {}] * (1 + warm)
         results = [runtime.invoke(ev) for ev in sequence]
