@@ -64,9 +64,11 @@ def enter_private_namespace() -> str | None:
     else:
         try:
             libc = _libc()
+            entered = False
             if os.geteuid() == 0:
-                _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-            else:
+                # Root without CAP_SYS_ADMIN (a default container) falls through to a user namespace.
+                entered = libc.unshare(CLONE_NEWNS) == 0
+            if not entered:
                 uid, gid = os.geteuid(), os.getegid()
                 _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(CLONE_NEWUSER|CLONE_NEWNS)")
                 with open("/proc/self/uid_map", "w", encoding="ascii") as fh:
