@@ -14,7 +14,6 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +54,10 @@ class _ShortBody(Exception):
     """The response body ended before its range did (a dropped connection)."""
 
 
+class _BadResponse(Exception):
+    """Response headers that make no sense (a connection cut inside the headers)."""
+
+
 def _transient_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the connection failed, not that the request was refused."""
     from botocore.exceptions import (  # type: ignore[import-untyped]
@@ -68,7 +71,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
     return (BotoConnectionError, HTTPClientError, IncompleteReadError, ResponseStreamingError,
-            Urllib3HTTPError, HTTPException, OSError, _ShortBody)
+            Urllib3HTTPError, HTTPException, OSError, _ShortBody, _BadResponse)
 
 
 def normalize_range(byte_range: tuple[int, int | None] | None) -> tuple[int, int | None]:
@@ -89,7 +92,7 @@ def normalize_range(byte_range: tuple[int, int | None] | None) -> tuple[int, int
 def _parse_content_range(value: str) -> tuple[int, int, int]:
     match = _CONTENT_RANGE.match(value.strip())
     if not match or match.group(3) == "*":
-        raise ValueError(f"unexpected Content-Range {value!r}")
+        raise _BadResponse(f"unexpected Content-Range {value!r}")
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
@@ -204,7 +207,6 @@ def fetch(
     part_size: int = PART_SIZE,
     max_concurrency: int = MAX_CONCURRENCY,
     max_attempts: int = MAX_ATTEMPTS,
-    on_first: Callable[[], None] | None = None,
 ) -> Fetched | None:
     """Download the object (or ``byte_range`` of it); None when ``if_none_match`` still holds (304)."""
     from botocore.exceptions import ClientError  # type: ignore[import-untyped]
@@ -217,10 +219,20 @@ def fetch(
     params: dict[str, Any] = {"Range": f"bytes={lo}-{first_stop - 1}"}
     if if_none_match is not None:
         params["IfNoneMatch"] = if_none_match
+    retryable = (*dl.transient, KeyError, ValueError)  # KeyError/ValueError: cut headers
     response = None
     for attempt in range(1, dl.max_attempts + 1):
         try:
             response = dl.get(**params)
+            etag = str(response.get("ETag") or "")
+            if not etag:
+                raise _BadResponse("response without an ETag")
+            if response.get("ContentRange"):
+                start, end, object_size = _parse_content_range(response["ContentRange"])
+                body_stop = end + 1
+            else:  # a whole-object answer (200)
+                start, object_size = 0, int(response["ContentLength"])
+                body_stop = object_size
             break
         except ClientError as exc:
             code, status = error_code(exc)
@@ -230,22 +242,16 @@ def fetch(
                 params.pop("Range")  # an empty object has no byte 0: ask for all of it
                 continue
             raise translate(exc, bucket, key) from None
-        except dl.transient as exc:
+        except retryable as exc:
+            if response is not None:
+                _close_quietly(response["Body"])
+                response = None
             if attempt >= dl.max_attempts:
-                raise S3TransferError(f"s3://{bucket}/{key}: cannot connect ({exc})", bucket, key,
-                                      attempt, 0, 0) from exc
+                raise S3TransferError(f"s3://{bucket}/{key}: no usable response after {attempt} attempts "
+                                      f"({exc.__class__.__name__}: {exc})", bucket, key, attempt, 0, 0) from exc
             time.sleep(_backoff(attempt))
-    if response is None:  # pragma: no cover - the loop either breaks or raises
+    if response is None:
         raise S3TransferError(f"s3://{bucket}/{key}: no response", bucket, key, dl.max_attempts, 0, 0)
-    if on_first is not None:
-        on_first()
-    etag = str(response.get("ETag", ""))
-    if response.get("ContentRange"):
-        start, end, object_size = _parse_content_range(response["ContentRange"])
-        body_stop = end + 1
-    else:  # a whole-object answer (200)
-        start, object_size = 0, int(response.get("ContentLength", 0))
-        body_stop = object_size
     if start != lo and not (byte_range is None and start == 0):
         _close_quietly(response["Body"])
         raise S3Error(f"server answered range bytes={lo}- with bytes={start}-", bucket, key)

@@ -2,8 +2,12 @@
 
 It forwards every connection to one target and counts the bytes flowing back to the client.
 :meth:`CuttingProxy.cut_after` arms a cut: the connection that carries the N-th byte from
-then on is reset after forwarding exactly N bytes, mid-response when N is past the headers.
+then on is closed after forwarding exactly N bytes, mid-response when N is past the headers.
 :meth:`CuttingProxy.cut_each_connection_after` cuts every connection after N bytes of its own.
+
+A cut closes both sides: by default with a FIN, so the client receives exactly the N bytes
+and then a premature end of the body; with ``reset=True`` with a TCP RST, which also makes the
+client's kernel drop bytes it had received but not yet read (as a crashed peer does).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class CuttingProxy:
         self._cut_at = 0
         self._counted = 0
         self._per_connection: int | None = None
+        self._reset = False
         self.connections = 0
         self.cuts = 0
         self.bytes_down = 0
@@ -45,17 +50,19 @@ class CuttingProxy:
         return f"http://127.0.0.1:{self.port}"
 
     # -- control ---------------------------------------------------------------------------
-    def cut_after(self, nbytes: int, times: int = 1) -> None:
+    def cut_after(self, nbytes: int, times: int = 1, *, reset: bool = False) -> None:
         """Cut the connection carrying byte ``nbytes`` (counted from now) ``times`` times;
         after each cut the count starts again."""
         with self._lock:
+            self._reset = reset
             self._cut_at = nbytes
             self._counted = 0
             self._cuts_left = times
 
-    def cut_each_connection_after(self, nbytes: int | None) -> None:
+    def cut_each_connection_after(self, nbytes: int | None, *, reset: bool = False) -> None:
         """Cut every connection after ``nbytes`` sent back on it (None: stop doing that)."""
         with self._lock:
+            self._reset = reset
             self._per_connection = nbytes
 
     def disarm(self) -> None:
@@ -134,6 +141,7 @@ class CuttingProxy:
 
     def _pump_down(self, src: socket.socket, dst: socket.socket) -> None:
         sent_here = 0
+        reset = False
         try:
             while True:
                 data = src.recv(65536)
@@ -154,13 +162,14 @@ class CuttingProxy:
                         allowed, cut = max(0, min(allowed, self._per_connection - sent_here)), True
                     if cut:
                         self.cuts += 1
+                        reset = self._reset
                     self.bytes_down += allowed
                 if allowed:
                     dst.sendall(data[:allowed])
                     sent_here += allowed
                 if cut:
-                    _reset(dst)
-                    _reset(src)
+                    _drop(dst, reset)
+                    _drop(src, reset)
                     return
         except OSError:
             pass
@@ -182,10 +191,17 @@ class CuttingProxy:
             self._sockets.discard(b)
 
 
-def _reset(sock: socket.socket) -> None:
-    """Close with a TCP RST (linger 0), as a dropped connection looks to the other end."""
+def _drop(sock: socket.socket, reset: bool) -> None:
+    """Close the connection (a FIN, or a TCP RST with linger 0). It is shut down first so that
+    a thread blocked in ``recv`` on it wakes up (closing the descriptor alone would not)."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
     sock.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    _drop(sock, True)
