@@ -170,6 +170,7 @@ class MemoryCache:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+            self.counters = _Counters()
 
     def _shrink(self) -> None:
         while self._bytes > self.limit and self._entries:
@@ -335,6 +336,7 @@ class DiskCache:
         for entry_dir in self._entry_dirs():
             shutil.rmtree(entry_dir, ignore_errors=True)
         self.sweep()
+        self.counters = _Counters()
 
     def info(self) -> DiskInfo:
         from ._budget import tree_bytes
@@ -355,7 +357,7 @@ def cache_info() -> CacheInfo:
 
 
 def clear_cache(memory: bool = True, tmp: bool = True) -> None:
-    """Drop cached objects: the process's memory cache and/or the disk cache's entries."""
+    """Drop cached objects (the memory cache and/or the disk cache's entries) and their counts."""
     if memory:
         memory_cache.clear()
     if tmp:

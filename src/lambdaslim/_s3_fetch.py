@@ -219,7 +219,8 @@ def fetch(
     params: dict[str, Any] = {"Range": f"bytes={lo}-{first_stop - 1}"}
     if if_none_match is not None:
         params["IfNoneMatch"] = if_none_match
-    retryable = (*dl.transient, KeyError, ValueError)  # KeyError/ValueError: cut headers
+    # KeyError/ValueError: headers cut short (no Content-Length, a garbled number)
+    retryable: tuple[type[BaseException], ...] = (*dl.transient, KeyError, ValueError)
     response = None
     for attempt in range(1, dl.max_attempts + 1):
         try:

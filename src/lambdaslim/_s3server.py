@@ -164,7 +164,7 @@ class S3Server:
         args = [
             weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false",
             f"-filer.localSocket={os.path.join(self.workdir, 'filer.sock')}",
             f"-s3.localSocket={os.path.join(self.workdir, 's3.sock')}",
             f"-bucket={self.bucket}",
