@@ -14,6 +14,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -162,15 +163,22 @@ class _Download:
                                       self.bucket, self.key)
                 body = response["Body"]
                 response = None
+                readinto = _direct_readinto(body)
                 while pos < stop:
                     if self.failed.is_set():
                         return
-                    chunk = body.read(min(READ_CHUNK, stop - pos))
-                    if not chunk:
+                    want = min(READ_CHUNK, stop - pos)
+                    if readinto is not None:
+                        n = readinto(view[pos - base : pos - base + want])
+                    else:
+                        chunk = body.read(want)
+                        n = len(chunk)
+                        view[pos - base : pos - base + n] = chunk
+                    if not n:
                         raise _ShortBody(f"body ended at byte {pos} of {stop}")
-                    n = len(chunk)
-                    view[pos - base : pos - base + n] = chunk
                     pos += n
+                if readinto is not None:
+                    _release(body)
             except S3Error:
                 raise
             except ClientError as exc:
@@ -187,6 +195,33 @@ class _Download:
             finally:
                 if body is not None and pos < stop:
                     _close_quietly(body)
+
+
+def _direct_readinto(body: Any) -> Callable[[memoryview], int] | None:
+    """``readinto`` of the HTTP response under a plain botocore ``StreamingBody``, or None.
+
+    Reading straight into the destination buffer saves the two copies that
+    ``StreamingBody.read`` -> urllib3 make per chunk (a third of the CPU time of a download).
+    botocore asks urllib3 for undecoded bytes, so both give the same bytes. Bodies that
+    validate a checksum (another class) and unknown layouts keep the ordinary path.
+    """
+    if type(body).__name__ != "StreamingBody":
+        return None
+    raw = getattr(body, "_raw_stream", None)
+    fp = getattr(raw, "_fp", None)
+    readinto = getattr(fp, "readinto", None)
+    if readinto is None or not hasattr(raw, "release_conn") or not hasattr(fp, "isclosed"):
+        return None
+    return readinto  # type: ignore[no-any-return]
+
+
+def _release(body: Any) -> None:
+    """Give the connection back to the pool once its response was read to the end."""
+    raw = body._raw_stream
+    if raw._fp.isclosed():
+        raw.release_conn()
+    else:  # bytes left over (cannot happen for a range read whole): do not reuse it
+        _close_quietly(body)
 
 
 def _close_quietly(body: Any) -> None:

@@ -8,6 +8,10 @@ then on is closed after forwarding exactly N bytes, mid-response when N is past 
 A cut closes both sides: by default with a FIN, so the client receives exactly the N bytes
 and then a premature end of the body; with ``reset=True`` with a TCP RST, which also makes the
 client's kernel drop bytes it had received but not yet read (as a crashed peer does).
+
+``rate`` caps each connection's downstream bytes per second, the way a real S3 endpoint
+serves one connection far slower than loopback does (benchmarks use it to show what
+parallel ranged GETs buy over one stream when each stream is limited).
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from types import TracebackType
 
 
 class CuttingProxy:
     """Forward ``127.0.0.1:<port>`` to ``target``; cut connections on demand."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, rate: float | None = None) -> None:
         self.target = (target_host, target_port)
+        self.rate = rate  # bytes per second per connection, downstream; None: unlimited
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._sockets: set[socket.socket] = set()
@@ -39,11 +45,11 @@ class CuttingProxy:
         self.port = 0
 
     @classmethod
-    def for_url(cls, url: str) -> CuttingProxy:
+    def for_url(cls, url: str, *, rate: float | None = None) -> CuttingProxy:
         """A proxy in front of ``http://host:port``."""
         hostport = url.split("://", 1)[-1].split("/", 1)[0]
         host, _, port = hostport.rpartition(":")
-        return cls(host, int(port))
+        return cls(host, int(port), rate=rate)
 
     @property
     def url(self) -> str:
@@ -142,6 +148,7 @@ class CuttingProxy:
     def _pump_down(self, src: socket.socket, dst: socket.socket) -> None:
         sent_here = 0
         reset = False
+        paced_until = time.monotonic()
         try:
             while True:
                 data = src.recv(65536)
@@ -167,6 +174,11 @@ class CuttingProxy:
                 if allowed:
                     dst.sendall(data[:allowed])
                     sent_here += allowed
+                    if self.rate:  # no credit for idle time: a kept-alive connection stays capped
+                        paced_until = max(paced_until, time.monotonic()) + allowed / self.rate
+                        ahead = paced_until - time.monotonic()
+                        if ahead > 0:
+                            time.sleep(ahead)
                 if cut:
                     _drop(dst, reset)
                     _drop(src, reset)
