@@ -131,3 +131,19 @@ def test_overwrite_during_resume_of_a_single_get(client: Any, s3_server: Any, pr
     proxy.cut_after(1 * MiB)
     with pytest.raises(s3.ObjectChangedError):
         s3.stream_get(s3_server.bucket, key, client=via_proxy, cache=None)
+
+
+def test_cuts_anywhere_in_headers_or_body_never_give_wrong_bytes(client: Any, s3_server: Any,
+                                                                  proxy: CuttingProxy) -> None:
+    data = os.urandom(300 * KiB)
+    key = _put(client, s3_server.bucket, data)
+    via_proxy = _proxied(s3_server, proxy)
+    s3.stream_get(s3_server.bucket, key, client=via_proxy, cache=None, byte_range=(0, 1))  # connect
+    offsets = list(range(1, 700, 13)) + [5000, 120 * KiB, 250 * KiB]
+    for offset in offsets:
+        # one cut, in the first response or (sequential ranges) in a later one
+        proxy.cut_after(offset)
+        obj = s3.stream_get(s3_server.bucket, key, client=via_proxy, cache=None, part_size=100 * KiB,
+                            max_concurrency=1)
+        assert obj.getvalue() == data, offset
+    assert proxy.cuts == len(offsets)

@@ -59,6 +59,10 @@ class _BadResponse(Exception):
     """Response headers that make no sense (a connection cut inside the headers)."""
 
 
+class _EtagMismatch(_BadResponse):
+    """A range came with another ETag: a truncated header, or a server that ignored IfMatch."""
+
+
 def _transient_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the connection failed, not that the request was refused."""
     from botocore.exceptions import (  # type: ignore[import-untyped]
@@ -155,12 +159,8 @@ class _Download:
             try:
                 if response is None:
                     response = self.get(Range=f"bytes={pos}-{stop - 1}", IfMatch=etag)
-                    if response.get("ETag") not in (None, etag):
-                        raise ObjectChangedError(self.bucket, self.key, etag)
-                    got = _parse_content_range(response["ContentRange"])[0] if response.get("ContentRange") else 0
-                    if got != pos:
-                        raise S3Error(f"server answered range bytes={pos}- with bytes={got}-",
-                                      self.bucket, self.key)
+                    body = response["Body"]
+                    _check_range(response, pos, stop, etag)
                 body = response["Body"]
                 response = None
                 readinto = _direct_readinto(body)
@@ -187,6 +187,8 @@ class _Download:
                 total_attempts += 1
                 failures = 1 if pos > progress_at else failures + 1
                 if failures >= self.max_attempts or total_attempts >= self.max_attempts * 20:
+                    if isinstance(exc, _EtagMismatch):
+                        raise ObjectChangedError(self.bucket, self.key, etag) from exc
                     raise S3TransferError(
                         f"s3://{self.bucket}/{self.key}: connection failed {failures} times in a row "
                         f"at byte {pos} ({exc.__class__.__name__}: {exc})",
@@ -195,6 +197,16 @@ class _Download:
             finally:
                 if body is not None and pos < stop:
                     _close_quietly(body)
+
+
+def _check_range(response: Any, start: int, stop: int, etag: str) -> None:
+    """Refuse a range response whose headers do not describe ``[start, stop)`` of ``etag``."""
+    first, last, _ = _parse_content_range(str(response.get("ContentRange", "")))
+    if first != start or last != stop - 1 or int(response.get("ContentLength", -1)) != stop - start:
+        raise _BadResponse(f"asked for bytes {start}-{stop - 1}, got Content-Range "
+                           f"{response.get('ContentRange')!r}, Content-Length {response.get('ContentLength')!r}")
+    if response.get("ETag") != etag:
+        raise _EtagMismatch(f"range came with ETag {response.get('ETag')!r}, not {etag}")
 
 
 def _direct_readinto(body: Any) -> Callable[[memoryview], int] | None:
@@ -261,14 +273,20 @@ def fetch(
         try:
             response = dl.get(**params)
             etag = str(response.get("ETag") or "")
-            if not etag:
-                raise _BadResponse("response without an ETag")
-            if response.get("ContentRange"):
-                start, end, object_size = _parse_content_range(response["ContentRange"])
+            if len(etag) < 2 or not etag.endswith('"'):  # S3 ETags are quoted: this one was cut
+                raise _BadResponse(f"response without a whole ETag ({etag!r})")
+            status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            if status == 206:
+                start, end, object_size = _parse_content_range(str(response.get("ContentRange", "")))
                 body_stop = end + 1
-            else:  # a whole-object answer (200)
+                if int(response["ContentLength"]) != end + 1 - start or end >= object_size:
+                    raise _BadResponse(f"Content-Range {response['ContentRange']!r} disagrees with "
+                                       f"Content-Length {response['ContentLength']!r}")
+            elif status == 200:  # the whole object (no range asked, or the server ignored it)
                 start, object_size = 0, int(response["ContentLength"])
                 body_stop = object_size
+            else:
+                raise _BadResponse(f"unexpected HTTP status {status}")
             break
         except ClientError as exc:
             code, status = error_code(exc)
