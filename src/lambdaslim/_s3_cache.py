@@ -105,11 +105,18 @@ def _default_memory_limit() -> int:
 
 
 class _Counters:
+    """How reads were served since the last :func:`clear_cache`."""
+
     def __init__(self) -> None:
-        self.hits = 0
-        self.revalidated = 0
+        self.hits = 0  # served from the cache without a request
+        self.revalidated = 0  # the server answered 304
         self.downloads = 0
-        self.skipped = 0
+        self.skipped = 0  # not written to disk: the budget had no room
+        self._lock = threading.Lock()
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
 
 
 class MemoryCache:
@@ -275,7 +282,7 @@ class DiskCache:
                     json.dump(meta, fh)
                 self._publish(staging, os.path.join(folder, name))
         except StorageBudgetError as exc:
-            self.counters.skipped += 1
+            self.counters.add("skipped")
             log.warning("not caching s3://%s/%s on disk: %s", ck.bucket, ck.key, exc)
         finally:
             if os.path.exists(staging):

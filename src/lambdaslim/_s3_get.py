@@ -64,16 +64,16 @@ def stream_get(
             version_id is not None
             or (max_age is not None and time.time() - entry.validated_at < max_age)
         ):
-            store.counters.hits += 1
+            store.counters.add("hits")
             return _object(bucket, key, entry, cache)
         fetched = fetch(client, bucket, key, if_none_match=entry.etag if entry else None,
                         **options)  # type: ignore[arg-type]
         if fetched is None:
             assert entry is not None
-            store.counters.revalidated += 1
+            store.counters.add("revalidated")
             store.touch(ck, entry)
             return _object(bucket, key, entry, "revalidated")
-        store.counters.downloads += 1
+        store.counters.add("downloads")
         new = Entry(data=fetched.data, etag=fetched.etag, object_size=fetched.object_size,
                     validated_at=time.time(), version_id=fetched.version_id,
                     content_type=fetched.content_type, last_modified=fetched.last_modified)

@@ -32,6 +32,9 @@ def _chunks(data: Data, part_size: int) -> Iterator[bytes | memoryview]:
     """The body cut into parts; buffers are sliced without copying, files read part by part."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         view = memoryview(data).cast("B")
+        if len(view) <= part_size and isinstance(data, bytes):
+            yield data  # one PUT of the caller's own bytes: no copy
+            return
         if len(view) == 0:
             yield b""
         for pos in range(0, len(view), part_size):
@@ -99,7 +102,8 @@ def stream_put(
     second = next(chunks, None)
     try:
         if second is None:
-            response = client.put_object(Bucket=bucket, Key=key, Body=bytes(first), **args)
+            body = first if isinstance(first, bytes) else bytes(first)
+            response = client.put_object(Bucket=bucket, Key=key, Body=body, **args)
             return str(response["ETag"])
         return _multipart(client, bucket, key, args, first, second, chunks, max_concurrency)
     except ClientError as exc:
