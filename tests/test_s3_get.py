@@ -194,3 +194,29 @@ def test_import_lambdaslim_does_not_import_boto3() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_libraries_read_it_like_a_file(client: Any, s3_server: Any) -> None:
+    import pickle
+    import zipfile
+
+    numpy = pytest.importorskip("numpy")
+    array = numpy.arange(1000, dtype=numpy.float32).reshape(10, 100)
+    raw = io.BytesIO()
+    numpy.save(raw, array)
+    key = _put(client, s3_server.bucket, raw.getvalue())
+    loaded = numpy.load(s3.stream_get(s3_server.bucket, key, client=client, cache=None))
+    assert (loaded == array).all()
+
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("a.txt", "hello\nworld\n")
+        zf.writestr("b.pkl", pickle.dumps({"x": 1}))
+    key = _put(client, s3_server.bucket, zipped.getvalue())
+    with zipfile.ZipFile(s3.stream_get(s3_server.bucket, key, client=client, cache=None)) as zf:
+        assert zf.read("a.txt") == b"hello\nworld\n"
+        assert pickle.loads(zf.read("b.pkl")) == {"x": 1}
+
+    key = _put(client, s3_server.bucket, "héllo\nwörld\n".encode())
+    text = io.TextIOWrapper(s3.stream_get(s3_server.bucket, key, client=client, cache=None), encoding="utf-8")
+    assert text.readlines() == ["héllo\n", "wörld\n"]
