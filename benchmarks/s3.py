@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -49,18 +50,34 @@ def median_time(fn: Callable[[], Any], repeat: int, check: Callable[[Any], None]
     return statistics.median(times)
 
 
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds used so far by this process (pid None) or by the server process."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def interleaved(first: Callable[[], Any], second: Callable[[], Any], repeat: int,
-                check: Callable[[Any], None]) -> tuple[float, float]:
-    """Median times of two readers, their runs alternating so load drift hits both alike."""
-    times: tuple[list[float], list[float]] = ([], [])
+                check: Callable[[Any], None], server_pid: int | None) -> list[tuple[float, float, float]]:
+    """Median (wall, client CPU, server CPU) seconds of two readers, runs alternating so that
+    load drift on a shared machine hits both alike."""
+    runs: tuple[list[tuple[float, float, float]], ...] = ([], [])
     for _ in range(repeat):
-        for fn, bucket in ((first, times[0]), (second, times[1])):
+        for fn, out in ((first, runs[0]), (second, runs[1])):
+            cpu0, server0 = process_cpu(None), process_cpu(server_pid)
             start = time.perf_counter()
             result = fn()
-            bucket.append(time.perf_counter() - start)
+            wall = time.perf_counter() - start
+            out.append((wall, process_cpu(None) - cpu0, process_cpu(server_pid) - server0))
             check(result)
             del result
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [tuple(statistics.median(r[i] for r in out) for i in range(3)) for out in runs]  # type: ignore[misc]
 
 
 def main() -> None:
@@ -102,13 +119,17 @@ def main() -> None:
             def parallel() -> Any:
                 return s3.stream_get(server.bucket, key, client=reader, cache=None)
 
-            base_s, fresh_s = interleaved(baseline, parallel, args.repeat, check)
+            (base_s, base_cpu, base_srv), (fresh_s, fresh_cpu, fresh_srv) = interleaved(
+                baseline, parallel, args.repeat, check, server.pid)
             print(f"{label}:")
-            print(f"  get_object()['Body'].read() (baseline): {base_s:8.3f} s  {size / base_s / 1e6:8.1f} MB/s")
-            print(f"  stream_get, no cache:                   {fresh_s:8.3f} s  {size / fresh_s / 1e6:8.1f} MB/s")
+            print(f"  get_object()['Body'].read() (baseline): {base_s:8.3f} s  {size / base_s / 1e6:8.1f} MB/s"
+                  f"  (CPU s: client {base_cpu:.2f}, server {base_srv:.2f})")
+            print(f"  stream_get, no cache:                   {fresh_s:8.3f} s  {size / fresh_s / 1e6:8.1f} MB/s"
+                  f"  (CPU s: client {fresh_cpu:.2f}, server {fresh_srv:.2f})")
             print(f"  ratio stream_get / baseline throughput: {base_s / fresh_s:.2f}x (target >= 1.5)")
             return fresh_s
 
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         fresh_s = compare("loopback, direct", client)
         if args.conn_mbps > 0:
             with CuttingProxy.for_url(server.endpoint_url, rate=args.conn_mbps * 1e6) as proxy:
