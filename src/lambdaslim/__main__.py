@@ -1,0 +1,7 @@
+"""``python -m lambdaslim`` is the ``lambdaslim`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
