@@ -16,7 +16,9 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 # name -> module that defines it; imported on first attribute access.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "StubbedDistributionError": "._stubbed",
+}
 
 __all__ = [
     "ArchiveError",
