@@ -6,14 +6,8 @@ loaded on first access, so ``import lambdaslim`` stays cheap (see tests/test_imp
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
 from ._errors import ArchiveError, LambdaslimError, PackError, StorageBudgetError
 from ._version import __version__
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 # name -> module that defines it; imported on first attribute access.
 _LAZY: dict[str, str] = {
@@ -30,10 +24,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lambdaslim' has no attribute {name!r}")
+    from importlib import import_module
+
     value = getattr(import_module(module, __name__), name)
     globals()[name] = value
     return value

@@ -75,7 +75,7 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
         reader = _HashingReader(raw)
         dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27)
         try:
-            with dctx.stream_reader(reader, read_size=_READ, read_across_frames=False) as stream:
+            with dctx.stream_reader(reader, read_size=_READ, read_across_frames=False) as stream:  # type: ignore[arg-type]
                 buf = b""
                 view = memoryview(buf)
                 pos = 0
@@ -127,6 +127,8 @@ def extract_unit(
     on_part: Callable[[int], None] | None = None,
 ) -> int:
     """Write every file of ``unit`` under the new folder ``dest``; returns bytes written."""
+    import zstandard  # noqa: F401  (imported here, once, not by each worker thread)
+
     os.makedirs(dest, exist_ok=True)
     made_dirs: set[str] = set()
     if workers <= 1 or len(unit.parts) <= 1:

@@ -37,7 +37,7 @@ def read_layer_zip(path: str) -> tuple[list[_format.LayerIndex], int, int]:
 def report(path: str) -> dict[str, Any]:
     """The stable machine-readable description printed by ``inspect --json``."""
     indexes, zip_bytes, unzipped = read_layer_zip(path)
-    dists = []
+    dists: list[dict[str, Any]] = []
     for idx in indexes:
         for u in idx.units:
             dists.append({

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from . import _format
 from ._errors import PackError
-from ._runtime import runtime_files
+from ._runtime import compile_runtime, runtime_files
 from ._scan import ScannedFile, ScannedUnit, scan
 from ._version import __version__
 
@@ -144,6 +144,7 @@ def pack_tree(
     quiet: bool = False,
     progress: bool | None = None,
     runtime_dir: str | None = None,
+    runtime_bytecode: bool = True,
     workers: int | None = None,
     units: list[ScannedUnit] | None = None,
     on_unit: Callable[[_format.Unit], None] | None = None,
@@ -151,6 +152,9 @@ def pack_tree(
     """Pack ``src`` into the layer zip ``output``. Raises :class:`PackError` on bad input.
 
     ``units`` lets a caller pass an already scanned (and pruned) grouping of ``src``.
+    ``runtime_dir`` is a folder holding zstandard and filelock built for the target (default:
+    this interpreter's); ``runtime_bytecode`` ships .pyc for python/ (only right when the
+    target Python is this interpreter's version).
     """
     started = time.monotonic()
     if not 1 <= level <= 22:
@@ -237,7 +241,9 @@ def pack_tree(
             part_bytes=part_bytes,
             units=index_units,
         )
-        final = _relayout(tmp_path, out_dir, layer_id, index, src, scanned, runtime)
+        with tempfile.TemporaryDirectory(prefix=".lambdaslim-python.", dir=out_dir) as stage:
+            staged = _stage_runtime(runtime, stage, runtime_bytecode)
+            final = _relayout(tmp_path, out_dir, layer_id, index, src, scanned, staged)
         os.replace(final, output)
     except BaseException:
         for leftover in (tmp_path, tmp_path + ".final"):
@@ -248,6 +254,24 @@ def pack_tree(
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)
     return PackResult(os.path.abspath(output), index, os.path.getsize(output), time.monotonic() - started)
+
+
+def _stage_runtime(runtime: list[tuple[str, str]], stage: str, bytecode: bool) -> list[tuple[str, str]]:
+    """Copy the python/ files into ``stage`` and compile them there; returns the new list."""
+    import shutil
+
+    for full, rel in runtime:
+        dest = os.path.join(stage, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copy2(full, dest)
+    if bytecode:
+        compile_runtime(stage)
+    out = []
+    for dirpath, _, filenames in os.walk(stage):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            out.append((full, os.path.relpath(full, stage).replace(os.sep, "/")))
+    return out
 
 
 def _zinfo(name: str, mode: int = 0o644) -> zipfile.ZipInfo:

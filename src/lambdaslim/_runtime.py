@@ -14,6 +14,26 @@ from ._errors import PackError
 RUNTIME_DISTS = ("zstandard", "filelock")
 
 
+def compile_runtime(folder: str) -> int:
+    """Write unchecked-hash .pyc files for every .py under ``folder`` (the layer's python/).
+
+    /opt is read-only on Lambda, so without them every cold start compiles lambdaslim again.
+    They carry this interpreter's tag (cpython-311...): another Python ignores them.
+    """
+    import py_compile
+
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for name in filenames:
+            if name.endswith(".py"):
+                py_compile.compile(
+                    os.path.join(dirpath, name), doraise=True, quiet=1,
+                    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                count += 1
+    return count
+
+
 def runtime_files(runtime_dir: str | None = None) -> list[tuple[str, str]]:
     """(absolute source path, path under ``python/``) for every file the layer must carry."""
     out: list[tuple[str, str]] = []

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os as _os
 import time as _time
-from collections.abc import Iterable
-from typing import Any
-
 from ._finder import LayerFinder, install
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable
+    from typing import Any
 
 __all__ = ["extract_all", "finder", "imported_at", "release", "status"]
 

@@ -1,0 +1,72 @@
+"""Reference trees for the benchmarks, built from registry wheels and cached between runs.
+
+``ml``:   numpy + scipy + pandas + scikit-learn (issue 2's compression target)
+``torch``: the same plus torch 2.13.0 CPU (issues 3's extraction figures; the article's stack)
+
+Each tree is ``pip install --target`` output with tests folders, ``__pycache__`` and ``.pyi``
+stubs removed (the measurements' "pruned" tree, without stripping shared libraries).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+CACHE = Path(os.environ.get("LAMBDASLIM_BENCH_CACHE", Path.home() / ".cache" / "lambdaslim-bench"))
+STACKS = {
+    "small": ["numpy", "six"],
+    "ml": ["numpy", "scipy", "pandas", "scikit-learn"],
+    "torch": ["torch==2.13.0", "numpy", "scipy", "pandas", "scikit-learn"],
+}
+
+
+def _light_prune(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root, topdown=True):
+        here = Path(dirpath)
+        inside_package = here != root
+        for d in list(dirnames):
+            if d == "__pycache__" or (inside_package and d in ("tests", "test")):
+                shutil.rmtree(here / d)
+                dirnames.remove(d)
+        for f in filenames:
+            if f.endswith(".pyi"):
+                (here / f).unlink()
+
+
+def tree(name: str) -> Path:
+    """The folder of stack ``name``, installed and pruned once, then reused."""
+    dest = CACHE / name
+    done = CACHE / f"{name}.complete"
+    if done.exists():
+        return dest
+    CACHE.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    print(f"installing {' '.join(STACKS[name])} into {dest} ...", file=sys.stderr)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+         "--only-binary", ":all:", "--target", str(dest), *STACKS[name]],
+        check=True,
+    )
+    _light_prune(dest)
+    done.write_text("")
+    return dest
+
+
+def size_of(root: Path) -> tuple[int, int]:
+    """(bytes, files) of a tree."""
+    total = files = 0
+    for dirpath, _, filenames in os.walk(root):
+        for f in filenames:
+            total += os.lstat(os.path.join(dirpath, f)).st_size
+            files += 1
+    return total, files
+
+
+if __name__ == "__main__":
+    for n in sys.argv[1:] or ["ml"]:
+        t = tree(n)
+        b, f = size_of(t)
+        print(f"{n}: {t} {b / 1e6:.1f} MB in {f} files")
