@@ -44,7 +44,7 @@ def lambdaslim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
     """Run the real command line in a child process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDASLIM_")}
     return subprocess.run([sys.executable, "-m", "lambdaslim", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+                          text=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL, timeout=600)
 
 
 def packed_files(layer: Path) -> dict[str, bytes]:
