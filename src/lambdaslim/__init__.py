@@ -10,7 +10,9 @@ from ._errors import ArchiveError, LambdaslimError, PackError, StorageBudgetErro
 from ._version import __version__
 
 # name -> module that defines it; imported on first attribute access.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "StubbedDistributionError": "._stubbed",
+}
 
 __all__ = [
     "ArchiveError",

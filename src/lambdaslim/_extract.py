@@ -153,6 +153,11 @@ def extract_unit(
             if on_part:
                 on_part(n)
         return total
+    # Import zstandard here, not first inside a worker: on Python <= 3.11 a meta path finder
+    # runs under the global import lock, so a worker's first import would wait for it forever
+    # while the importing thread waits for the worker (lambdaslim verify hit this on numpy).
+    import zstandard  # noqa: F401
+
     # Directories are created with exist_ok, so threads sharing ``made_dirs`` only skip work.
     own = None
     if pool is None:
