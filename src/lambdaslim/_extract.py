@@ -140,7 +140,10 @@ def extract_unit(
 
     Parts run on ``pool`` when given (extract_all shares one), else on ``workers`` threads.
     """
-    import zstandard  # noqa: F401  (imported here, once, not by each worker thread)
+    # Import zstandard here, not first inside a worker: on Python <= 3.11 a meta path finder
+    # runs under the global import lock, so a worker's first import would wait for it forever
+    # while the importing thread waits for the worker. Workers must import nothing new.
+    import zstandard  # noqa: F401
 
     parts = unit.parts  # validates the file table before anything is written
     os.makedirs(dest, exist_ok=True)
@@ -153,11 +156,6 @@ def extract_unit(
             if on_part:
                 on_part(n)
         return total
-    # Import zstandard here, not first inside a worker: on Python <= 3.11 a meta path finder
-    # runs under the global import lock, so a worker's first import would wait for it forever
-    # while the importing thread waits for the worker (lambdaslim verify hit this on numpy).
-    import zstandard  # noqa: F401
-
     # Directories are created with exist_ok, so threads sharing ``made_dirs`` only skip work.
     own = None
     if pool is None:
