@@ -15,6 +15,7 @@ _LAZY: dict[str, str] = {
     "remaining": "._handler",
     "ResponseTooLargeError": "._handler",
     "scratch": "._scratch",
+    "StubbedDistributionError": "._stubbed",
 }
 
 __all__ = [
