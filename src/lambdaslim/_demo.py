@@ -1,7 +1,8 @@
 """``lambdaslim demo``: a packed scikit-learn layer, cold then warm, under the real runtime loop.
 
-Steps: install numpy + scikit-learn from the registry into a folder (cached after the first
-run), pack it with ``lambdaslim pack`` (cached), unzip it into a local /opt as Lambda does,
+Steps: build a layer of numpy + scikit-learn with ``lambdaslim pack numpy scikit-learn``
+(from the registry, pruned, compiled to bytecode, zstd; cached after the first run), unzip it
+into a local /opt as Lambda does,
 give the function a 512 MB /tmp (a real tmpfs in a private mount namespace when the machine
 allows it, else the storage budget), and run an example handler that trains and uses a model
 under ``awslambdaric`` behind the Runtime Interface Emulator (or our Runtime API server where
@@ -78,7 +79,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo; return its figures (also what the table prints)."""
     from . import _emulator, _tmpfs
-    from ._layers import build_opt, packed_layer, pip_site
+    from ._layers import build_opt, built_layer
     from ._pack import DEFAULT_LEVEL
 
     requirements = requirements or list(REQUIREMENTS)
@@ -88,11 +89,10 @@ def run_demo(
     work = workdir or tempfile.mkdtemp(prefix="lambdaslim-demo-")
     mounted = ""
     try:
-        _say(quiet, f"[1/4] installing {', '.join(requirements)} from the registry (cached after the first run)")
-        site = pip_site(requirements)
         level = DEFAULT_LEVEL if level is None else level
-        _say(quiet, f"[2/4] packing the layer with lambdaslim pack --level {level} (cached)")
-        layer = packed_layer(site, level=level)
+        _say(quiet, f"[1/3] building the layer: lambdaslim pack {' '.join(requirements)} --level {level} "
+                    "(from the registry; cached after the first run)")
+        layer = built_layer(requirements, level=level, log=not quiet)
         opt = os.path.join(work, "opt")
         shutil.rmtree(opt, ignore_errors=True)
         build_opt([layer], opt)
@@ -116,14 +116,14 @@ def run_demo(
             fh.write(APP)
 
         if backend in ("auto", "rie") and _emulator.find_rie() is None and fetch_rie:
-            _say(quiet, "[3/4] fetching the Runtime Interface Emulator from the aws-sam-cli wheel (cached)")
+            _say(quiet, "[2/3] fetching the Runtime Interface Emulator from the aws-sam-cli wheel (cached)")
             try:
                 os.environ["LAMBDASLIM_RIE"] = _emulator.fetch_rie()
             except Exception as exc:  # no registry: our Runtime API server drives awslambdaric
                 if backend == "rie":
                     raise
                 _say(quiet, f"      could not fetch it ({exc}); using lambdaslim's Runtime API server")
-        _say(quiet, "[4/4] invoking the handler: cold, then warm")
+        _say(quiet, "[3/3] invoking the handler: cold, then warm")
         runtime = _emulator.LocalRuntime(
             "app.handler", task, env=env, backend=backend, timeout=120, memory_mb=2048,
             python_path=[os.path.join(opt, "python")], log_path=os.path.join(work, "runtime.log"),

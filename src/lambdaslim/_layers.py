@@ -1,9 +1,10 @@
 """Build a local /opt from packed layers: requirement lists, site-packages folders or zips.
 
-Used by the ``lambda_layers`` pytest fixture, ``lambdaslim demo`` and the benchmarks.
-``pip install --target`` results are cached across runs (keyed by the requirements and the
-interpreter); packed layers are cached keyed by the folder, the level and lambdaslim's own
-source (the layer's ``python/`` carries lambdaslim, so a changed lambdaslim repacks).
+Used by the ``lambda_layers`` pytest fixture, ``lambdaslim demo`` and the benchmarks. Layers
+built from requirements (``lambdaslim pack``'s pipeline) and layers packed from folders are
+cached across runs, keyed by their input, the zstd level, the interpreter and lambdaslim's own
+source (a layer's ``python/`` carries lambdaslim, so a changed lambdaslim rebuilds).
+``pip install --target`` folders are cached too.
 """
 
 from __future__ import annotations
@@ -81,6 +82,26 @@ def packed_layer(site: str, *, level: int = 3) -> str:
     return out
 
 
+def built_layer(requirements: Sequence[str], *, level: int = 3, log: bool = False) -> str:
+    """The layer zip ``lambdaslim pack REQ...`` builds for this interpreter (resolve from the
+    registry, prune, compile bytecode, pack), cached by the requirements, the level, the
+    interpreter and lambdaslim's own source."""
+    from ._build import BuildOptions, build, stderr_log
+
+    key = _digest(sorted(requirements), level, sys.version, source_digest())
+    out = os.path.join(cache_dir(), "layers", f"built-{key}.zip")
+    if os.path.isfile(out):
+        return out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    partial = f"{out}.{os.getpid()}.part.zip"
+    result = build(BuildOptions(output=partial, requirements=list(requirements), level=level, quiet=not log),
+                   log=stderr_log if log else None)
+    if len(result.layers) != 1:
+        raise RuntimeError(f"expected one layer zip, the build wrote {len(result.layers)}")
+    os.replace(result.layers[0].path, out)
+    return out
+
+
 def unzip_layer(layer_zip: str, opt: str) -> None:
     """Unzip a layer as Lambda does (later layers overwrite earlier ones), keeping modes."""
     with zipfile.ZipFile(layer_zip) as zf:
@@ -92,8 +113,8 @@ def unzip_layer(layer_zip: str, opt: str) -> None:
 
 
 def layer_zip_for(source: str | os.PathLike[str] | Sequence[str], *, level: int = 3) -> str:
-    """A layer zip for one source: a zip as is, a folder packed, a requirement list installed
-    and packed."""
+    """A layer zip for one source: a zip as is, a folder packed, a requirement list built by
+    ``lambdaslim pack``'s pipeline (installed, pruned, compiled to bytecode, packed)."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if os.path.isfile(path) and path.endswith(".zip"):
@@ -101,7 +122,7 @@ def layer_zip_for(source: str | os.PathLike[str] | Sequence[str], *, level: int 
         if os.path.isdir(path):
             return packed_layer(path, level=level)
         raise FileNotFoundError(f"not a layer zip nor a site-packages folder: {path}")
-    return packed_layer(pip_site(list(source)), level=level)
+    return built_layer(list(source), level=level)
 
 
 def build_opt(layer_zips: Sequence[str], opt: str) -> str:
