@@ -84,3 +84,18 @@ def test_example_handler_runs_on_a_packed_layer(cold_start: Any, lambda_layers: 
     assert run.cold.record is not None and run.cold.record["cold_start"] is True
     assert run.warm[0].record is not None and run.warm[0].record["cold_start"] is False
     assert list((lambda_tmp.root / "scratch").iterdir()) == []
+
+
+def test_build_script_commands_parse() -> None:
+    """Every ``lambdaslim`` line of build.sh is a valid command line for this lambdaslim."""
+    import shlex
+
+    from lambdaslim._cli import build_parser
+
+    lines = [ln.strip() for ln in (EXAMPLE / "build.sh").read_text().splitlines() if ln.strip().startswith("lambdaslim ")]
+    assert any(ln.startswith("lambdaslim pack ") for ln in lines)
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line)[1:])
+        if args.command == "pack":
+            assert args.python == "3.12" and args.arch == "arm64"  # what template.yaml declares
+            assert args.output == "build/layer.zip"
