@@ -412,8 +412,12 @@ class _Run:
                             duration_ms=record["duration_ms"],
                         )
                     )
-            if self.opts.log:
-                logger.info(_JsonLine(message="lambdaslim invocation", **record))
+            if self.opts.log and logger.isEnabledFor(logging.INFO):
+                # makeRecord + handle: the same record logger.info builds, without the stack
+                # walk that looks for the caller (the caller is always this line).
+                logger.handle(logger.makeRecord(
+                    logger.name, logging.INFO, __file__, 0,
+                    _JsonLine(message="lambdaslim invocation", **record), (), None, "close"))
             if self.opts.metrics:
                 _emit_metrics(self.opts, record)
         except Exception:  # observability must never fail the invocation
