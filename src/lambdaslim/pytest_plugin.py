@@ -310,12 +310,8 @@ def s3_server() -> Iterator[Any]:
     ``LAMBDASLIM_TEST_S3_BACKEND=moto`` forces moto's server instead of SeaweedFS.
     """
     pytest.importorskip("boto3", reason="s3_server needs boto3")
-    try:
-        from importlib import import_module
+    from ._s3server import S3Server
 
-        server_module: Any = import_module("lambdaslim._s3server")
-    except ImportError:
-        pytest.skip("this lambdaslim has no local S3 server")
     backend = os.environ.get("LAMBDASLIM_TEST_S3_BACKEND", "auto")
-    with server_module.S3Server(backend=backend) as server:
+    with S3Server(backend=backend) as server:
         yield server
