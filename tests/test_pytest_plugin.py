@@ -298,22 +298,3 @@ def test_runtime_reports_an_init_error(lambda_runtime: Any, tmp_path: Path) -> N
     result = rt.invoke({})
     assert result.error is not None and "no such model" in result.error["errorMessage"]
 
-
-def test_plugin_s3_server_fixture(tmp_path: Path) -> None:
-    """The plugin's own s3_server (this project's conftest shadows it): a real server, a bucket."""
-    pytest.importorskip("boto3")
-    pytest.importorskip("lambdaslim._s3server")
-    (tmp_path / "test_inner.py").write_text(
-        textwrap.dedent(
-            """
-            def test_put_get(s3_server):
-                client = s3_server.client()
-                client.put_object(Bucket=s3_server.bucket, Key="k", Body=b"value")
-                assert client.get_object(Bucket=s3_server.bucket, Key="k")["Body"].read() == b"value"
-                assert s3_server.endpoint_url.startswith("http://127.0.0.1:")
-            """
-        )
-    )
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert "1 passed" in out.stdout, out.stdout + out.stderr
