@@ -297,4 +297,3 @@ def test_runtime_reports_an_init_error(lambda_runtime: Any, tmp_path: Path) -> N
     rt = lambda_runtime("broken.handler", task, backend="api")
     result = rt.invoke({})
     assert result.error is not None and "no such model" in result.error["errorMessage"]
-
