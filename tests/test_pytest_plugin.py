@@ -297,3 +297,22 @@ def test_runtime_reports_an_init_error(lambda_runtime: Any, tmp_path: Path) -> N
     rt = lambda_runtime("broken.handler", task, backend="api")
     result = rt.invoke({})
     assert result.error is not None and "no such model" in result.error["errorMessage"]
+
+
+@pytest.mark.parametrize("log_format", ["Text", "JSON"])
+def test_runtime_log_formats_carry_the_invocation_record(
+    lambda_runtime: Any, tmp_path: Path, log_format: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Under AWS_LAMBDA_LOG_FORMAT=JSON the runtime nests the record as an object; both parse."""
+    from lambdaslim._emulator import invocation_records
+
+    rt = lambda_runtime("app.handler", _app(tmp_path), backend="api", env={"AWS_LAMBDA_LOG_FORMAT": log_format})
+    assert rt.invoke({"n": 1}).ok and rt.invoke({"n": 2}).ok
+    logs = rt.logs()
+    if log_format == "JSON":
+        assert '"message": {"message": "lambdaslim invocation"' in logs
+    records = invocation_records(logs)
+    assert [r["cold_start"] for r in records] == [True, False]
+    rt.stop()
+    time.sleep(0.3)  # the server's threads see the killed runtime's connections close
+    assert "Traceback" not in capfd.readouterr().err  # a runtime stopped mid-request is not an error

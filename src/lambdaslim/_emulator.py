@@ -240,15 +240,27 @@ class InvokeResult:
 
 
 def invocation_records(logs: str) -> list[dict[str, Any]]:
-    """The ``lambdaslim invocation`` JSON lines (``@lambdaslim.handler``) in a runtime's output."""
-    out = []
+    """The ``lambdaslim invocation`` records (``@lambdaslim.handler``) in a runtime's output.
+
+    Reads both of the runtime's log formats: text (the record is the JSON after the prefix)
+    and ``AWS_LAMBDA_LOG_FORMAT=JSON`` (the record is the line's ``message`` object).
+    """
+    out: list[dict[str, Any]] = []
     for line in logs.splitlines():
         start = line.find('{"message":"lambdaslim invocation"')
         if start >= 0:
             try:
                 out.append(json.loads(line[start:]))
             except ValueError:
+                pass
+            continue
+        if '"lambdaslim invocation"' in line and line.lstrip().startswith("{"):
+            try:
+                message = json.loads(line).get("message")
+            except (ValueError, AttributeError):
                 continue
+            if isinstance(message, dict) and message.get("message") == "lambdaslim invocation":
+                out.append(message)
     return out
 
 
@@ -275,6 +287,12 @@ class _RuntimeAPI(ThreadingHTTPServer):
         self.pending: dict[str, _Pending] = {}
         self.init_error: dict[str, Any] | None = None
         self.init_failed = threading.Event()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A runtime killed mid-request (timeout, stop) resets its connection: not an error."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _RuntimeAPIHandler(BaseHTTPRequestHandler):
