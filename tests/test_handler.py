@@ -402,3 +402,19 @@ def test_offload_large_response_to_s3(s3_server: Any, caplog: pytest.LogCaptureF
         assert records(caplog)[-1]["offloaded"] == ref["s3_uri"]
     finally:
         s3.set_client(None)
+
+
+def test_idle_between_init_and_first_call(caplog: pytest.LogCaptureFixture) -> None:
+    """Lambda may initialise an environment before any request (proactive initialisation):
+    the gap between the end of the init code and the first call shows it."""
+    import time
+
+    caplog.set_level(logging.INFO, logger="lambdaslim")
+    fn = lambdaslim.handler(lambda e, c: None)
+    time.sleep(0.2)  # the environment sits initialised, waiting for a request
+    fn({}, LambdaContext())
+    fn({}, LambdaContext())
+    first, second = records(caplog)
+    assert first["idle_before_first_ms"] >= 200
+    assert first["init_ms"] >= first["idle_before_first_ms"]
+    assert "idle_before_first_ms" not in second

@@ -71,6 +71,7 @@ def test_packed_numpy_handler_cold_then_warm_under_the_emulator(
     assert cold.record["cold_start"] is True and cold.record["first_invocation"] is True
     assert cold.record["extracted"] >= 1 and cold.record["extract_ms"] > 0
     assert cold.record["init_ms"] >= cold.record["extract_ms"]
+    assert 0 <= cold.record["idle_before_first_ms"] <= cold.record["init_ms"]
     assert cold.record["tmp"]["limit"] == lambda_tmp.limit
     assert cold.record["tmp"]["used"] >= 10_000_000  # numpy's tree is in this /tmp
     assert cold.record["scratch_bytes"] >= 8000

@@ -63,6 +63,7 @@ class ColdStart:
         self._invoked = False
         self._restored_at: float | None = None
         self.first_call_at: float | None = None
+        self.decorated_at: float | None = None  # about the end of the handler module's import
 
     @staticmethod
     def init_type() -> str:
@@ -83,6 +84,19 @@ class ColdStart:
     def is_cold(self, first: bool) -> bool:
         """Whether an invocation (``first`` from :meth:`begin`) waited for the init phase."""
         return first and self._restored_at is None and self.init_type() == ON_DEMAND
+
+    def mark_decorated(self) -> None:
+        """A handler was decorated: the init code is (nearly) done."""
+        if not self._invoked:
+            self.decorated_at = time.monotonic()
+
+    def idle_seconds(self) -> float | None:
+        """From the end of the init code to the first call: near zero when a request was
+        waiting for the init (a true cold start), large when Lambda initialised the
+        environment ahead of any request (proactive initialisation)."""
+        if self.first_call_at is None or self.decorated_at is None:
+            return None
+        return max(0.0, self.first_call_at - self.decorated_at)
 
     def init_seconds(self) -> float | None:
         """Seconds from process start (or restore) to the first invocation, once known."""

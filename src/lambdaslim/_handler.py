@@ -387,6 +387,9 @@ class _Run:
                 if init is not None:
                     record["init_ms"] = round(init * 1000, 3)
                     record["init_from"] = "restore" if STATE.restored else STATE.init_start_source
+                idle = STATE.idle_seconds()
+                if idle is not None and not STATE.restored:
+                    record["idle_before_first_ms"] = round(idle * 1000, 3)
                 figures = _bootstrap_figures()
                 if figures is not None:
                     record.update(figures)
@@ -531,6 +534,7 @@ def handler(
     if opts.log and logger.level == logging.NOTSET and logging.getLogger("lambdaslim").level == logging.NOTSET:
         # Lambda's root logger stays at WARNING unless configured: let the INFO line through.
         logger.setLevel(logging.INFO)
+    STATE.mark_decorated()
     if opts.snapstart:
         from ._snapstart import register_hooks
 
