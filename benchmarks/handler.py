@@ -46,8 +46,21 @@ def _per_call(fn: Any, ctx: Any, calls: int, repeats: int) -> float:
 
 
 def overhead(calls: int = 10_000, repeats: int = 15) -> dict[str, float]:
-    os.environ.setdefault("LAMBDASLIM_TMP", tempfile.mkdtemp(prefix="lambdaslim-bench-"))
-    os.environ.setdefault("LAMBDASLIM_LAYER_ROOTS", os.environ["LAMBDASLIM_TMP"])
+    root = tempfile.mkdtemp(prefix="lambdaslim-bench-")
+    saved = {k: os.environ.get(k) for k in ("LAMBDASLIM_TMP", "LAMBDASLIM_LAYER_ROOTS")}
+    os.environ["LAMBDASLIM_TMP"] = os.environ["LAMBDASLIM_LAYER_ROOTS"] = root
+    try:
+        return _overhead(calls, repeats)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _overhead(calls: int, repeats: int) -> dict[str, float]:
 
     def bare(event: Any, context: Any) -> dict[str, int]:
         return {"ok": 1}
