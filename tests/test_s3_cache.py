@@ -222,3 +222,26 @@ def test_disk_cache_survives_a_restart_and_is_shared_by_processes(client: Any, s
     again = _child(s3_server, key, str(expected))
     out, err = again.communicate(timeout=120)
     assert json.loads(out) == {"source": "tmp", "requests": 0, "ok": True}, err
+
+
+def test_a_version_is_read_exactly_and_never_revalidated(client: Any, s3_server: Any) -> None:
+    bucket = "lambdaslim-versioned"
+    try:
+        client.create_bucket(Bucket=bucket)
+    except client.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = f"versions/{uuid.uuid4().hex}"
+    old = client.put_object(Bucket=bucket, Key=key, Body=b"first version")["VersionId"]
+    client.put_object(Bucket=bucket, Key=key, Body=b"second version")
+    log = RequestLog(client)
+    obj = s3.stream_get(bucket, key, client=client, version_id=old)
+    assert obj.read() == b"first version" and obj.version_id == old
+    assert log.requests[0][1].endswith(f"versionId={old}")
+    log.clear()
+    again = s3.stream_get(bucket, key, client=client, version_id=old)  # no max_age: still no request
+    assert again.source == "memory" and again.read() == b"first version" and len(log) == 0
+    assert s3.stream_get(bucket, key, client=client).read() == b"second version"
+    with pytest.raises(s3.S3ObjectNotFoundError):
+        s3.stream_get(bucket, key, client=client, version_id="0123456789abcdef0123456789abcdef", cache=None)

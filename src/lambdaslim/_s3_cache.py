@@ -7,8 +7,8 @@ The disk cache ("tmp") lives in the shared storage budget at ``cache/s3/<entry>/
 entry is one folder (``data`` and ``meta.json``), written under a "."-prefixed name and
 renamed into place, so a reader never sees half an entry. The folder's mtime is its last
 use (the budget evicts the oldest first when an extraction needs room); ``meta.json``'s
-mtime is when the server last confirmed the ETag. Striped file locks keep processes that
-read the same key from downloading it twice.
+mtime is when the server last confirmed the ETag. A lock per key (a file lock per stripe of
+keys across processes) keeps readers of the same key from downloading it twice.
 """
 
 from __future__ import annotations
@@ -34,8 +34,34 @@ log = logging.getLogger("lambdaslim.s3")
 
 NAMESPACE = "s3"
 ENTRY_OVERHEAD = 3 * 4096  # folder + meta.json + the data file's last block
-_STRIPES = 16
+_FILE_LOCKS = 64  # file locks shared by the keys of one stripe (a bounded set of lock files)
 _SEQ = itertools.count()
+
+
+class KeyLocks:
+    """One lock per key, alive while some thread holds or waits for it.
+
+    Threads reading the same key wait for the first one's download; threads reading
+    different keys never wait for each other.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[object, list[Any]] = {}  # key -> [lock, users]
+        self._guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, key: object) -> Iterator[None]:
+        with self._guard:
+            slot = self._locks.setdefault(key, [threading.Lock(), 0])
+            slot[1] += 1
+        try:
+            with slot[0]:
+                yield
+        finally:
+            with self._guard:
+                slot[1] -= 1
+                if slot[1] == 0:
+                    del self._locks[key]
 
 
 @dataclass(frozen=True)
@@ -127,7 +153,7 @@ class MemoryCache:
         self._bytes = 0
         self._limit: int | None = None
         self._lock = threading.Lock()
-        self._key_locks = [threading.Lock() for _ in range(_STRIPES * 4)]
+        self._key_locks = KeyLocks()
         self.counters = _Counters()
 
     @property
@@ -144,7 +170,7 @@ class MemoryCache:
     @contextlib.contextmanager
     def key_lock(self, ck: CacheKey) -> Iterator[None]:
         """Threads reading the same key wait for the first one instead of downloading too."""
-        with self._key_locks[int(ck.digest()[:8], 16) % len(self._key_locks)]:
+        with self._key_locks.hold(ck):
             yield
 
     def get(self, ck: CacheKey) -> Entry | None:
@@ -205,7 +231,7 @@ class DiskCache:
     """Entries under ``<extraction root>/cache/s3/``, inside the shared storage budget."""
 
     def __init__(self) -> None:
-        self._key_locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._key_locks = KeyLocks()
         self.counters = _Counters()
 
     @staticmethod
@@ -219,9 +245,10 @@ class DiskCache:
 
     @contextlib.contextmanager
     def key_lock(self, ck: CacheKey) -> Iterator[None]:
-        """A thread lock and a file lock per stripe of keys: one download per key at a time."""
-        stripe = int(ck.digest()[:8], 16) % _STRIPES
-        with self._key_locks[stripe], self._budget().lock(f"s3-cache-{stripe:02d}"):
+        """A thread lock per key and a file lock per stripe of keys: one download per key at a
+        time across threads and processes."""
+        stripe = int(ck.digest()[:8], 16) % _FILE_LOCKS
+        with self._key_locks.hold(ck), self._budget().lock(f"s3-cache-{stripe:02d}"):
             yield
 
     def get(self, ck: CacheKey) -> Entry | None:
