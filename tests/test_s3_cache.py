@@ -245,3 +245,35 @@ def test_a_version_is_read_exactly_and_never_revalidated(client: Any, s3_server:
     assert s3.stream_get(bucket, key, client=client).read() == b"second version"
     with pytest.raises(s3.S3ObjectNotFoundError):
         s3.stream_get(bucket, key, client=client, version_id="0123456789abcdef0123456789abcdef", cache=None)
+
+
+def test_staging_of_a_killed_writer_is_invisible_and_swept(client: Any, s3_server: Any) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = get_budget().path("cache", "s3")
+    orphan = os.path.join(folder, f".{'0' * 40}.{dead.pid}.1.1")
+    os.makedirs(orphan)
+    with open(os.path.join(orphan, "data"), "wb") as fh:
+        fh.write(b"half written")
+    mine = os.path.join(folder, f".{'1' * 40}.{os.getpid()}.1.1")  # a live writer's staging
+    os.makedirs(mine)
+    assert s3.cache_info()["tmp"]["entries"] == 0  # staging folders are not entries
+    assert get_budget().cache_entries() == []  # and the budget never evicts them
+    key = _put(client, s3_server.bucket, b"payload")
+    s3.stream_get(s3_server.bucket, key, client=client, cache="tmp")  # a write sweeps
+    assert not os.path.exists(orphan)
+    assert os.path.exists(mine)
+    assert s3.cache_info()["tmp"]["entries"] == 1
+
+
+def test_unusable_disk_cache_does_not_fail_the_read(client: Any, s3_server: Any, tmp_path: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("LAMBDASLIM_TMP", str(blocker / "lambdaslim"))  # cannot be created
+    key = _put(client, s3_server.bucket, b"payload")
+    for _ in range(2):
+        obj = s3.stream_get(s3_server.bucket, key, client=client, cache="tmp", max_age=60)
+        assert obj.read() == b"payload" and obj.source == "network"
+    info = s3.cache_info()["tmp"]
+    assert info["skipped"] == 2 and info["entries"] == 0

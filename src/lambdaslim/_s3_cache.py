@@ -248,7 +248,12 @@ class DiskCache:
         """A thread lock per key and a file lock per stripe of keys: one download per key at a
         time across threads and processes."""
         stripe = int(ck.digest()[:8], 16) % _FILE_LOCKS
-        with self._key_locks.hold(ck), self._budget().lock(f"s3-cache-{stripe:02d}"):
+        with self._key_locks.hold(ck), contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self._budget().lock(f"s3-cache-{stripe:02d}"))
+            except OSError as exc:  # no usable extraction root: read without the disk cache
+                log.warning("S3 disk cache unusable, reading s3://%s/%s without it: %s",
+                            ck.bucket, ck.key, exc)
             yield
 
     def get(self, ck: CacheKey) -> Entry | None:
@@ -285,12 +290,14 @@ class DiskCache:
         )
 
     def put(self, ck: CacheKey, entry: Entry) -> None:
-        """Write the entry, or skip it (logged) when the budget has no room for it."""
+        """Write the entry, or skip it (logged) when the budget has no room for it or the disk
+        refuses the write: the read that produced it succeeds all the same."""
         from ._errors import StorageBudgetError
 
         budget = self._budget()
         folder = self.folder()
         name = ck.digest()
+        self.sweep()  # staging left by killed processes would hold budget space forever
         staging = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.{next(_SEQ)}")
         try:
             with budget.reserve(f"S3 cache of s3://{ck.bucket}/{ck.key}", entry.nbytes + ENTRY_OVERHEAD):
@@ -308,7 +315,7 @@ class DiskCache:
                 with open(os.path.join(staging, "meta.json"), "w", encoding="utf-8") as fh:
                     json.dump(meta, fh)
                 self._publish(staging, os.path.join(folder, name))
-        except StorageBudgetError as exc:
+        except (StorageBudgetError, OSError) as exc:
             self.counters.add("skipped")
             log.warning("not caching s3://%s/%s on disk: %s", ck.bucket, ck.key, exc)
         finally:
@@ -349,7 +356,7 @@ class DiskCache:
         folder = self.folder()
         try:
             names = os.listdir(folder)
-        except FileNotFoundError:
+        except OSError:  # not created yet, or no usable extraction root
             return []
         return [os.path.join(folder, n) for n in names if not n.startswith(".")]
 
@@ -358,7 +365,7 @@ class DiskCache:
         folder = self.folder()
         try:
             names = os.listdir(folder)
-        except FileNotFoundError:
+        except OSError:  # not created yet, or no usable extraction root
             return
         for name in names:
             parts = name.split(".")
