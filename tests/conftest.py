@@ -7,9 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -59,16 +57,3 @@ def _isolated_lambda_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.delenv("LAMBDASLIM_EAGER", raising=False)
     monkeypatch.delenv("LAMBDASLIM_CLEANUP", raising=False)
 
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[Any]:
-    """A real S3-compatible server on 127.0.0.1 (SeaweedFS, else moto), one per session.
-
-    ``LAMBDASLIM_TEST_S3_BACKEND=moto`` forces the fallback.
-    """
-    pytest.importorskip("boto3")
-    from lambdaslim._s3server import S3Server
-
-    backend = os.environ.get("LAMBDASLIM_TEST_S3_BACKEND", "auto")
-    with S3Server(backend=backend) as server:
-        yield server

@@ -21,6 +21,15 @@ Handler = Callable[[argparse.Namespace], int]
 _EXTRA: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 
 
+def _register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ._demo import register
+
+    register(sub)
+
+
+_EXTRA.append(_register_demo)
+
+
 def _size_arg(text: str) -> int:
     try:
         return parse_size(text)
@@ -31,7 +40,8 @@ def _size_arg(text: str) -> int:
 def _cmd_pack(args: argparse.Namespace) -> int:
     from ._pack import pack_tree
 
-    result = pack_tree(args.src, args.output, level=args.level, part_bytes=args.part_size, quiet=args.quiet)
+    result = pack_tree(args.src, args.output, level=args.level, part_bytes=args.part_size, quiet=args.quiet,
+                       runtime_dir=getattr(args, "runtime_dir", None))
     if not args.quiet:
         from ._inspect import render, report
 
@@ -61,19 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("pack", help="pack a site-packages folder into a Lambda layer zip")
-    p.add_argument("src", metavar="SRC_DIR", help="a site-packages-like folder (pip install --target)")
+    p.add_argument("src", metavar="SRC_DIR", nargs="*",
+                   help="a site-packages-like folder (pip install --target), or requirement names")
     p.add_argument("-o", "--output", required=True, help="the layer zip to write")
     p.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
     p.add_argument("--part-size", type=_size_arg, default=DEFAULT_PART_BYTES,
                    help="split units into independently compressed parts of about this size (default 32MiB)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no report")
-    p.set_defaults(func=_cmd_pack)
+    p.add_argument("--runtime-dir", metavar="DIR",
+                   help="zstandard and filelock installed for the target (pip install --platform ... "
+                        "--target DIR), for a layer built for another Python or architecture")
+    from . import _cli_build  # the build options (-r, --python, --arch, --strip...) and verify
+
+    _cli_build.add_pack_options(p)
+    p.set_defaults(func=lambda a: _cli_build.cmd_pack(a, _cmd_pack))
 
     p = sub.add_parser("inspect", help="show what a packed layer holds, against Lambda's limits")
     p.add_argument("layer", metavar="LAYER_ZIP")
     p.add_argument("--json", action="store_true", help="print a stable JSON object")
     p.set_defaults(func=_cmd_inspect)
 
+    _cli_build.register_verify(sub)
     for register in _EXTRA:
         register(sub)
     return parser

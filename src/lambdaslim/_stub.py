@@ -1,0 +1,98 @@
+"""``--stub NAME``: replace a distribution by empty importable modules, keeping its metadata.
+
+Some dependencies are declared but never used by a function (pandas under mlflow, for one).
+Their files go; each of their top-level modules becomes a stub that imports fine and raises
+:class:`~lambdaslim.StubbedDistributionError` (an ImportError) when anything in it is used.
+``importlib.metadata`` still finds the distribution, so version checks and entry points of
+other packages keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from email.parser import HeaderParser
+
+from . import _prune
+from ._errors import PackError
+
+_TEMPLATE = '''"""Stub written by `lambdaslim pack --stub {dist}`: {dist} {version} is not in this layer."""
+
+try:
+    from lambdaslim._stubbed import StubbedDistributionError as _Error
+except ImportError:  # pragma: no cover - lambdaslim not on sys.path
+
+    class _Error(ImportError):  # type: ignore[no-redef]
+        def __init__(self, distribution: str, module: str, attribute: str) -> None:
+            super().__init__(f"{{module}}.{{attribute}}: {{distribution}} was replaced by an "
+                             "empty stub when this layer was packed", name=module)
+
+__version__ = {version!r}
+{path_line}
+
+def __getattr__(name: str) -> object:
+    if name.startswith("__") and name.endswith("__"):
+        raise AttributeError(name)
+    raise _Error({dist!r}, {module!r}, name)
+'''
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalisation: ``Scikit_Learn`` -> ``scikit-learn``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass
+class StubResult:
+    distribution: str
+    version: str
+    modules: list[str]
+    removed_files: int
+    removed_bytes: int
+
+
+def find_dist_info(root: str, name: str) -> tuple[str, str, str]:
+    """(dist-info folder, Name, Version) of the distribution called ``name`` in ``root``."""
+    wanted = normalize(name)
+    for d in _prune.dist_infos(root):
+        try:
+            with open(os.path.join(root, d, "METADATA"), encoding="utf-8", errors="replace") as fh:
+                headers = HeaderParser().parse(fh)
+        except OSError:
+            continue
+        if normalize(str(headers.get("Name", ""))) == wanted:
+            return d, str(headers["Name"]), str(headers.get("Version", ""))
+    raise PackError(f"--stub {name}: no distribution of that name in the tree", root)
+
+
+def stub(root: str, name: str) -> StubResult:
+    """Replace distribution ``name`` in ``root`` by stubs of its top-level modules."""
+    from ._scan import import_names
+
+    dist_info, dist, version = find_dist_info(root, name)
+    own = [rel for rel in (_prune._norm(row[0]) for row in _prune.read_record(root, dist_info))
+           if rel is not None and not rel.startswith(dist_info + "/")]
+    others: set[str] = set()
+    for d in _prune.dist_infos(root):
+        if d != dist_info:
+            others.update(r for r in (_prune._norm(row[0]) for row in _prune.read_record(root, d)) if r)
+    present = [rel for rel in own if rel not in others and os.path.isfile(os.path.join(root, rel))]
+    modules = import_names(present)
+    packages = {m for m in modules
+                if any(rel.startswith(m.replace(".", "/") + "/") for rel in present)}
+    removed_bytes = sum(os.path.getsize(os.path.join(root, rel)) for rel in present)
+    _prune.remove_files(root, present)
+    written: list[str] = []
+    for module in modules:
+        base = module.replace(".", "/")
+        rel = f"{base}/__init__.py" if module in packages else f"{base}.py"
+        full = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(full) or root, exist_ok=True)
+        with open(full, "w", encoding="utf-8") as fh:
+            fh.write(_TEMPLATE.format(
+                dist=dist, version=version, module=module,
+                path_line="__path__: list[str] = []" if module in packages else ""))
+        written.append(rel)
+    _prune.sync_records(root, added={dist_info: written})
+    return StubResult(dist, version, modules, len(present), removed_bytes)
