@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
+from ._budget import pid_alive
 from ._s3_object import Buffer, allocate
 
 log = logging.getLogger("lambdaslim.s3")
@@ -217,16 +218,6 @@ class MemoryCache:
                               downloads=self.counters.downloads)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class DiskCache:
     """Entries under ``<extraction root>/cache/s3/``, inside the shared storage budget."""
 
@@ -370,7 +361,7 @@ class DiskCache:
         for name in names:
             parts = name.split(".")
             if name.startswith(".") and len(parts) > 2 and parts[2].isdigit():
-                if not _pid_alive(int(parts[2])):
+                if not pid_alive(int(parts[2])):
                     shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
     def clear(self) -> None:
