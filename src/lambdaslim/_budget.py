@@ -68,7 +68,8 @@ def tree_bytes(path: str) -> int:
     return total
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (left-overs of dead processes are swept by this)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -143,7 +144,7 @@ class Budget:
             full = self.path("reserve", name)
             try:
                 pid = int(name.split(".", 1)[0])
-                if sweep and not _pid_alive(pid):
+                if sweep and not pid_alive(pid):
                     os.unlink(full)
                     continue
                 with open(full, encoding="ascii") as fh:

@@ -15,7 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 
-from ._budget import MARKER, Budget, _pid_alive
+from ._budget import MARKER, Budget, pid_alive
 
 # extract(dest) writes the whole tree into the new folder ``dest``.
 Extractor = Callable[[str], object]
@@ -46,7 +46,7 @@ def sweep_staging(budget: Budget, key: str | None = None) -> int:
     for name in names:
         stem, _, rest = name.rpartition(".stage")
         pid_text = rest.split(".", 1)[0]
-        owner_dead = not pid_text.isdigit() or not _pid_alive(int(pid_text))
+        owner_dead = not pid_text.isdigit() or not pid_alive(int(pid_text))
         if (key is not None and stem == key) or owner_dead:
             shutil.rmtree(budget.path("staging", name), ignore_errors=True)
             removed += 1
