@@ -131,17 +131,20 @@ def test_stub_imports_raises_a_clear_importerror_and_keeps_metadata(tmp_path: Pa
     assert sorted(result.modules) == ["bigdep", "bigdep_single"]
     assert not (site / "bigdep" / "data.bin").exists()
     out = _run_in(site, "\n".join([
-        "import importlib.metadata as m, bigdep, bigdep_single",
+        "import importlib.metadata as m, sys, bigdep, bigdep_single",
         "print(m.version('big-dep'), bigdep.__version__)",
         "from lambdaslim import StubbedDistributionError as E",
-        "try:\n    bigdep.X\nexcept E as e:\n    print(type(e).__name__, isinstance(e, ImportError), e.distribution)",
-        "try:\n    from bigdep_single import Y\nexcept ImportError as e:\n    print('from-import', 'lambdaslim pack --stub big-dep' in str(e))",
+        # probing code (scikit-learn's isinstance(X, sys.modules['pandas'].DataFrame)) keeps working
+        "print(isinstance(1, bigdep.X), isinstance(1, sys.modules['bigdep'].X), repr(bigdep.X).startswith('<name bigdep.X'))",
+        "try:\n    bigdep.X([1])\nexcept E as e:\n    print(type(e).__name__, isinstance(e, ImportError), e.distribution, e.attribute)",
+        "from bigdep_single import Y",
+        "try:\n    Y.method\nexcept ImportError as e:\n    print('attribute', 'lambdaslim pack --stub big-dep' in str(e), e.attribute)",
         "try:\n    import bigdep.sub.mod\nexcept ModuleNotFoundError:\n    print('no submodules')",
         "print(hasattr(bigdep, '__wrapped__'))",
     ]))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:5] == ["2.5 2.5", "StubbedDistributionError True big-dep",
-                                          "from-import True", "no submodules", "False"]
+    assert out.stdout.split("\n")[:6] == ["2.5 2.5", "False False True", "StubbedDistributionError True big-dep X",
+                                          "attribute True Y.method", "no submodules", "False"]
     assert set(_record_paths(site, "big_dep-2.5.dist-info")) >= {"bigdep/__init__.py", "bigdep_single.py"}
     assert issubclass(StubbedDistributionError, ImportError)
     with pytest.raises(PackError, match="no distribution"):
