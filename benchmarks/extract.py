@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _trees import size_of, tree  # noqa: E402
+from _trees import CACHE, size_of, tree  # noqa: E402
 
 from lambdaslim._pack import DEFAULT_LEVEL, pack_tree  # noqa: E402
 
@@ -96,6 +96,28 @@ def child(opt: Path, tmp: Path, what: str) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def packed_layer(src: Path, stack: str, level: int) -> Path:
+    """The packed layer of ``src``, cached by stack, level and the packer's own source code."""
+    import hashlib
+
+    import lambdaslim
+
+    code = hashlib.sha256()
+    pkg = Path(lambdaslim.__file__).parent
+    for name in ("_pack.py", "_format.py", "_scan.py"):
+        code.update((pkg / name).read_bytes())
+    layer = CACHE / f"{stack}-level{level}-{code.hexdigest()[:12]}.zip"
+    if layer.exists():
+        print(f"packed layer (cached): {layer.stat().st_size / 1e6:.1f} MB, level {level}")
+        return layer
+    t = time.perf_counter()
+    partial = layer.with_suffix(".partial.zip")
+    pack_tree(str(src), str(partial), level=level, quiet=True)
+    partial.rename(layer)
+    print(f"packed at level {level} in {time.perf_counter() - t:.0f} s: {layer.stat().st_size / 1e6:.1f} MB")
+    return layer
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stack", default="torch")
@@ -108,10 +130,7 @@ def main() -> int:
     print(f"tree: {args.stack}: {nbytes / 1e6:.1f} MB in {nfiles} files; {os.cpu_count()} cores")
     work = Path(tempfile.mkdtemp(prefix="lambdaslim-bench-"))
     try:
-        layer = work / "layer.zip"
-        t = time.perf_counter()
-        pack_tree(str(src), str(layer), level=args.level, quiet=True)
-        print(f"packed at level {args.level} in {time.perf_counter() - t:.0f} s: {layer.stat().st_size / 1e6:.1f} MB")
+        layer = packed_layer(src, args.stack, args.level)
         opt = work / "opt"
         with zipfile.ZipFile(layer) as zf:
             zf.extractall(opt)

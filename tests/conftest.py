@@ -56,3 +56,4 @@ def _isolated_lambda_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.delenv("LAMBDASLIM_TMP_LIMIT", raising=False)
     monkeypatch.delenv("LAMBDASLIM_EAGER", raising=False)
     monkeypatch.delenv("LAMBDASLIM_CLEANUP", raising=False)
+

@@ -51,6 +51,11 @@ def test_real_wheels_roundtrip_every_byte_and_mode(small_site: Path, tmp_path: P
     numpy = by_name["numpy"]
     assert numpy.import_names == ["numpy"]
     assert len(numpy.parts) > 2
+    big = max(numpy.files, key=lambda f: f.size)
+    assert big.size > 8 << 20, "numpy's bundled OpenBLAS is larger than a part"
+    big_no = numpy.files.index(big)
+    slices = [p for p in numpy.parts if p.offset is not None and p.first == big_no]
+    assert len(slices) > 1 and sum(p.unpacked_bytes for p in slices) == big.size, "a huge file is cut into slices"
     assert any(f.path.startswith("numpy.libs/") for f in numpy.files), "vendored .libs belongs to numpy"
     assert by_name["six"].import_names == ["six"]
     assert by_name["jaraco.functools"].import_names == ["jaraco.functools"]
@@ -249,4 +254,22 @@ def test_index_with_wrong_sizes_is_refused(tmp_path: Path) -> None:
     raw["units"][0]["files"][0][1] += 1
     (index_dir / "index.json").write_text(json.dumps(raw))
     with pytest.raises(ArchiveError, match="size disagrees"):
+        read_index(str(index_dir))
+
+
+def test_slice_parts_that_do_not_cover_their_file_are_refused(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    make_dist(site, "big", "1.0", {"big/__init__.py": b"", "big/blob.bin": os.urandom(300_000)})
+    layer = tmp_path / "l.zip"
+    pack_tree(str(site), str(layer), level=1, part_bytes=100_000, quiet=True)
+    opt = unzip_layer(layer, tmp_path / "opt")
+    (index_dir,) = (opt / "lambdaslim").iterdir()
+    index = read_index(str(index_dir))
+    _roundtrip(site, layer, tmp_path)
+    assert sum(p.offset is not None for p in index.units[0].parts) == 3
+    raw = json.loads((index_dir / "index.json").read_text())
+    slice_part = next(p for p in raw["units"][0]["parts"] if p.get("offset"))
+    slice_part["offset"] += 1  # a gap in the file
+    (index_dir / "index.json").write_text(json.dumps(raw))
+    with pytest.raises(ArchiveError, match="cover"):
         read_index(str(index_dir))

@@ -12,6 +12,10 @@ from ._version import __version__
 # name -> module that defines it; imported on first attribute access.
 _LAZY: dict[str, str] = {
     "StubbedDistributionError": "._stubbed",
+    "handler": "._handler",
+    "remaining": "._handler",
+    "ResponseTooLargeError": "._handler",
+    "scratch": "._scratch",
 }
 
 __all__ = [

@@ -157,17 +157,16 @@ class Budget:
         packages = self.packages_bytes()
         caches = tree_bytes(self.path("cache"))
         scratch = tree_bytes(self.path("scratch"))
-        staging = tree_bytes(self.path("staging"))
-        reserved = self.reserved_bytes()
+        reserved = self.reserved_bytes()  # covers trees being written in staging/
         total, fs_free = self._statvfs()
-        ours = packages + caches + scratch + staging
+        ours = packages + caches + scratch
         other = max(0, total - fs_free - ours)
         if self.explicit_limit is not None and self.explicit_limit < total:
             other = 0  # a cap on a shared disk counts only what lambdaslim wrote
         return Usage(
             packages=packages,
             caches=caches,
-            scratch=scratch + staging,
+            scratch=scratch,
             reserved=reserved,
             other=other,
             free=self._available(ours, reserved, total, fs_free),
@@ -182,14 +181,13 @@ class Budget:
         return max(0, free)
 
     def available(self) -> int:
-        """Bytes that may still be written under the root."""
+        """Bytes that may still be written under the root.
+
+        Trees being written in staging/ are not walked (that would cost a walk of thousands of
+        files per reservation during a parallel extraction): their reservations count instead.
+        """
         total, fs_free = self._statvfs()
-        ours = (
-            self.packages_bytes()
-            + tree_bytes(self.path("cache"))
-            + tree_bytes(self.path("scratch"))
-            + tree_bytes(self.path("staging"))
-        )
+        ours = self.packages_bytes() + tree_bytes(self.path("cache")) + tree_bytes(self.path("scratch"))
         return self._available(ours, self.reserved_bytes(), total, fs_free)
 
     # -- making room ---------------------------------------------------------------------

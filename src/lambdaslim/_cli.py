@@ -21,6 +21,15 @@ Handler = Callable[[argparse.Namespace], int]
 _EXTRA: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 
 
+def _register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ._demo import register
+
+    register(sub)
+
+
+_EXTRA.append(_register_demo)
+
+
 def _size_arg(text: str) -> int:
     try:
         return parse_size(text)
@@ -31,7 +40,8 @@ def _size_arg(text: str) -> int:
 def _cmd_pack(args: argparse.Namespace) -> int:
     from ._pack import pack_tree
 
-    result = pack_tree(args.src, args.output, level=args.level, part_bytes=args.part_size, quiet=args.quiet)
+    result = pack_tree(args.src, args.output, level=args.level, part_bytes=args.part_size, quiet=args.quiet,
+                       runtime_dir=getattr(args, "runtime_dir", None))
     if not args.quiet:
         from ._inspect import render, report
 
@@ -68,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part-size", type=_size_arg, default=DEFAULT_PART_BYTES,
                    help="split units into independently compressed parts of about this size (default 32MiB)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no report")
+    p.add_argument("--runtime-dir", metavar="DIR",
+                   help="zstandard and filelock installed for the target (pip install --platform ... "
+                        "--target DIR), for a layer built for another Python or architecture")
     from . import _cli_build  # the build options (-r, --python, --arch, --strip...) and verify
 
     _cli_build.add_pack_options(p)

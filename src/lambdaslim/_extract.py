@@ -13,6 +13,7 @@ import concurrent.futures
 import hashlib
 import os
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import BinaryIO
 
 from ._errors import ArchiveError
@@ -20,6 +21,9 @@ from ._format import LayerIndex, Part, Unit
 
 _READ = 1 << 20
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# A file cut into slice parts is opened by each of them: no O_EXCL (the index was checked
+# for duplicate paths), still never through a symlink.
+_SLICE_FLAGS = _FLAGS & ~os.O_EXCL
 
 
 def _umask() -> int:
@@ -84,9 +88,14 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
                     if parent and parent not in made_dirs:
                         os.makedirs(os.path.join(dest, parent), exist_ok=True)
                         made_dirs.add(parent)
-                    fd = os.open(os.path.join(dest, entry.path), _FLAGS, entry.mode)
-                    try:
+                    if part.offset is None:
+                        fd = os.open(os.path.join(dest, entry.path), _FLAGS, entry.mode)
                         remaining = entry.size
+                    else:
+                        fd = os.open(os.path.join(dest, entry.path), _SLICE_FLAGS, entry.mode)
+                        os.lseek(fd, part.offset, os.SEEK_SET)
+                        remaining = part.unpacked_bytes
+                    try:
                         while remaining:
                             if pos >= len(buf):
                                 buf = stream.read(_READ)
@@ -103,7 +112,7 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
                             os.fchmod(fd, entry.mode)
                     finally:
                         os.close(fd)
-                    written += entry.size
+                    written += entry.size if part.offset is None else part.unpacked_bytes
                 if pos < len(buf) or stream.read(1):
                     raise ArchiveError(f"part of {unit.name} holds more bytes than its index says", part_path)
             reader.drain()
@@ -124,33 +133,50 @@ def extract_unit(
     dest: str,
     *,
     workers: int = 1,
+    pool: Executor | None = None,
     on_part: Callable[[int], None] | None = None,
 ) -> int:
-    """Write every file of ``unit`` under the new folder ``dest``; returns bytes written."""
-    import zstandard  # noqa: F401  (imported here, once, not by each worker thread)
+    """Write every file of ``unit`` under the new folder ``dest``; returns bytes written.
 
+    Parts run on ``pool`` when given (extract_all shares one), else on ``workers`` threads.
+    """
+    # Import zstandard here, not first inside a worker: on Python <= 3.11 a meta path finder
+    # runs under the global import lock, so a worker's first import would wait for it forever
+    # while the importing thread waits for the worker. Workers must import nothing new.
+    import zstandard  # noqa: F401
+
+    parts = unit.parts  # validates the file table before anything is written
     os.makedirs(dest, exist_ok=True)
     made_dirs: set[str] = set()
-    if workers <= 1 or len(unit.parts) <= 1:
+    if pool is None and (workers <= 1 or len(parts) <= 1):
         total = 0
-        for part in unit.parts:
+        for part in parts:
             n = extract_part(index.folder, unit, part, dest, made_dirs)
             total += n
             if on_part:
                 on_part(n)
         return total
-    # Import zstandard here, not first inside a worker: on Python <= 3.11 a meta path finder
-    # runs under the global import lock, so a worker's first import would wait for it forever
-    # while the importing thread waits for the worker (lambdaslim verify hit this on numpy).
-    import zstandard  # noqa: F401
-
     # Directories are created with exist_ok, so threads sharing ``made_dirs`` only skip work.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(extract_part, index.folder, unit, p, dest, made_dirs) for p in unit.parts]
+    own = None
+    if pool is None:
+        own = pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    try:
+        # Biggest parts first: a long slice of one huge file must not start last.
+        order = sorted(parts, key=lambda p: -p.unpacked_bytes)
+        futures = [pool.submit(extract_part, index.folder, unit, p, dest, made_dirs) for p in order]
         total = 0
-        for fut in futures:
-            n = fut.result()
-            total += n
-            if on_part:
-                on_part(n)
+        try:
+            for fut in futures:
+                n = fut.result()
+                total += n
+                if on_part:
+                    on_part(n)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            concurrent.futures.wait(futures)  # nothing may still write once we return
+            raise
         return total
+    finally:
+        if own is not None:
+            own.shutdown(wait=True)

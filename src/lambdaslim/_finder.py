@@ -20,6 +20,7 @@ from importlib.machinery import ModuleSpec, PathFinder
 TYPE_CHECKING = False  # typing itself costs ~10 ms at cold start; mypy reads the block below
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable, Iterator
+    from concurrent.futures import Executor
     from importlib.metadata import Distribution
     from types import ModuleType
     from typing import Any
@@ -64,14 +65,14 @@ class Entry:
         self.seconds = 0.0
         self.extractions = 0
 
-    def extract_into(self, dest: str, workers: int) -> None:
+    def extract_into(self, dest: str, workers: int, pool: Executor | None = None) -> None:
         if self.bundle is not None:
             self.bundle.extract(dest)
         else:
             from ._extract import extract_unit
 
             assert self.index is not None and self.unit is not None
-            extract_unit(self.index, self.unit, dest, workers=workers)
+            extract_unit(self.index, self.unit, dest, workers=workers, pool=pool)
 
 
 class _ReleaseAfterImport:
@@ -163,7 +164,7 @@ class LayerFinder:
                 if layer_id in seen_layers or not os.path.isfile(os.path.join(folder, INDEX_NAME)):
                     continue
                 seen_layers.add(layer_id)
-                index = read_index(folder)
+                index = read_index(folder, lazy=True)
                 for unit in index.units:
                     found.append(Entry(
                         key=unit.key, name=unit.name, version=unit.version, kind=unit.kind,
@@ -251,7 +252,7 @@ class LayerFinder:
                     return PathFinder.find_spec(fullname, path)
         return None
 
-    def _activate(self, e: Entry, workers: int | None = None) -> bool:
+    def _activate(self, e: Entry, workers: int | None = None, pool: Executor | None = None) -> bool:
         """Make ``e``'s tree exist and be on sys.path; True when it was extracted just now."""
         extracted_now = False
         if e.state != EXTRACTED or e.path is None or not os.path.isdir(e.path):
@@ -260,7 +261,7 @@ class LayerFinder:
             path, seconds, extracted_now = publish(
                 self.budget, key=e.key, sha256=e.sha256, what=f"{e.name} {e.version}",
                 disk_bytes=e.disk_bytes,
-                extract=lambda dest: e.extract_into(dest, workers or os.cpu_count() or 1),
+                extract=lambda dest: e.extract_into(dest, workers or os.cpu_count() or 1, pool),
                 info={"name": e.name, "version": e.version, "source": e.source})
             if extracted_now:
                 e.seconds += seconds
@@ -345,8 +346,11 @@ class LayerFinder:
         with self._lock:
             self._local.busy = True
             try:
-                with concurrent.futures.ThreadPoolExecutor(max_workers=ncpu) as pool:
-                    for fut in [pool.submit(self._activate, e, ncpu) for e in todo]:
+                # Units run side by side; their parts share one pool of ``ncpu`` threads, which
+                # bounds the decompression streams (and their memory) whatever the layer holds.
+                with concurrent.futures.ThreadPoolExecutor(ncpu, "lambdaslim-part") as parts, \
+                        concurrent.futures.ThreadPoolExecutor(ncpu, "lambdaslim-unit") as units:
+                    for fut in [units.submit(self._activate, e, ncpu, parts) for e in todo]:
                         fut.result()
             finally:
                 self._local.busy = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._errors import ArchiveError
@@ -37,24 +37,58 @@ class Part:
     unpacked_bytes: int
     packed_bytes: int
     sha256: str
+    offset: int | None = None  # set: the part is bytes [offset, offset+unpacked) of file `first`
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if v is not None}
+        return out
 
 
-@dataclass
 class Unit:
-    """One distribution (or the files no RECORD claims), compressed on its own."""
+    """One distribution (or the files no RECORD claims), compressed on its own.
 
-    key: str  # unique, filesystem-safe; names the extracted folder
-    name: str
-    version: str
-    kind: str  # "dist" | "unclaimed"
-    import_names: list[str]
-    dist_info: str | None
-    unpacked_bytes: int
-    disk_bytes: int
-    packed_bytes: int
-    sha256: str  # identity of the unit's content (file table + part hashes)
-    parts: list[Part]
-    files: list[FileEntry] = field(repr=False)
+    The file table and parts are parsed and validated on first use (extraction), so that
+    reading the indexes at cold start costs little even for torch's 17,000 files.
+    """
+
+    def __init__(self, *, key: str, name: str, version: str, kind: str, import_names: list[str],
+                 dist_info: str | None, unpacked_bytes: int, disk_bytes: int, packed_bytes: int,
+                 sha256: str, parts: list[Part] | None = None, files: list[FileEntry] | None = None,
+                 raw: dict[str, Any] | None = None, where: str = "") -> None:
+        self.key, self.name, self.version, self.kind = key, name, version, kind
+        self.import_names = import_names
+        self.dist_info = dist_info
+        self.unpacked_bytes, self.disk_bytes, self.packed_bytes = unpacked_bytes, disk_bytes, packed_bytes
+        self.sha256 = sha256
+        self._parts, self._files = parts, files
+        self._raw, self._where = raw, where
+        self.files_count = len(files) if files is not None else int((raw or {}).get("files_count", 0))
+
+    def __repr__(self) -> str:
+        return f"Unit({self.key!r})"
+
+    def _load(self) -> None:
+        if self._files is None or self._parts is None:
+            assert self._raw is not None
+            try:
+                self._files, self._parts = _parse_table(self._raw, self._where)
+            except ArchiveError:
+                raise
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ArchiveError(f"corrupt index: {exc.__class__.__name__}: {exc}", self._where) from None
+            self._raw = None
+
+    @property
+    def files(self) -> list[FileEntry]:
+        self._load()
+        assert self._files is not None
+        return self._files
+
+    @property
+    def parts(self) -> list[Part]:
+        self._load()
+        assert self._parts is not None
+        return self._parts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,7 +103,7 @@ class Unit:
             "disk_bytes": self.disk_bytes,
             "packed_bytes": self.packed_bytes,
             "sha256": self.sha256,
-            "parts": [p.__dict__ for p in self.parts],
+            "parts": [p.to_json() for p in self.parts],
             "files": [[f.path, f.size, f.mode] for f in self.files],
         }
 
@@ -118,12 +152,12 @@ def _int(value: Any, where: str, what: str) -> int:
     return value
 
 
-def _parse_unit(raw: dict[str, Any], where: str) -> Unit:
-    files_raw = raw["files"]
+def _parse_table(raw: dict[str, Any], where: str) -> tuple[list[FileEntry], list[Part]]:
+    """Validate a unit's file table and parts: safe paths, no duplicates, exact coverage."""
     files: list[FileEntry] = []
     seen: set[str] = set()
     dirs: set[str] = set()
-    for item in files_raw:
+    for item in raw["files"]:
         path, size, mode = item
         if not isinstance(path, str):
             raise ArchiveError(f"bad file entry {item!r} in index", where)
@@ -139,8 +173,9 @@ def _parse_unit(raw: dict[str, Any], where: str) -> Unit:
             parent = parent.rpartition("/")[0]
         files.append(FileEntry(path, _int(size, where, "size"), 0o755 if _int(mode, where, "mode") & 0o111 else 0o644))
     parts: list[Part] = []
-    expected_first = 0
+    next_file, next_offset = 0, 0  # where the next part must start
     for p in raw["parts"]:
+        offset = p.get("offset")
         part = Part(
             path=str(p["path"]),
             first=_int(p["first"], where, "part start"),
@@ -148,20 +183,36 @@ def _parse_unit(raw: dict[str, Any], where: str) -> Unit:
             unpacked_bytes=_int(p["unpacked_bytes"], where, "part size"),
             packed_bytes=_int(p["packed_bytes"], where, "part size"),
             sha256=str(p["sha256"]),
+            offset=None if offset is None else _int(offset, where, "part offset"),
         )
         check_relpath(part.path, where)
-        if part.first != expected_first:
+        if part.first != next_file or (part.offset or 0) != next_offset:
             raise ArchiveError(f"parts of unit {raw['key']!r} do not cover its files in order", where)
-        if sum(f.size for f in files[part.first : part.first + part.count]) != part.unpacked_bytes:
-            raise ArchiveError(f"part {part.path!r} size disagrees with its files", where)
-        expected_first += part.count
+        if part.offset is None:
+            if sum(f.size for f in files[part.first : part.first + part.count]) != part.unpacked_bytes:
+                raise ArchiveError(f"part {part.path!r} size disagrees with its files", where)
+            next_file += part.count
+        else:
+            if part.count != 1 or part.first >= len(files) or part.unpacked_bytes == 0:
+                raise ArchiveError(f"part {part.path!r} is a bad slice", where)
+            end = part.offset + part.unpacked_bytes
+            size = files[part.first].size
+            if end > size:
+                raise ArchiveError(f"part {part.path!r} size disagrees with its files", where)
+            next_file, next_offset = (part.first + 1, 0) if end == size else (part.first, end)
         parts.append(part)
-    if expected_first != len(files):
+    if next_file != len(files) or next_offset:
         raise ArchiveError(f"parts of unit {raw['key']!r} do not cover its files", where)
+    return files, parts
+
+
+def _parse_unit(raw: dict[str, Any], where: str) -> Unit:
     key = str(raw["key"])
     check_relpath(key, where)
     if "/" in key or key.startswith("."):
         raise ArchiveError(f"bad unit key {key!r}", where)
+    if not isinstance(raw["files"], list) or not isinstance(raw["parts"], list):
+        raise ArchiveError(f"unit {key!r} has no file table", where)
     return Unit(
         key=key,
         name=str(raw["name"]),
@@ -173,13 +224,23 @@ def _parse_unit(raw: dict[str, Any], where: str) -> Unit:
         disk_bytes=_int(raw["disk_bytes"], where, "size"),
         packed_bytes=_int(raw["packed_bytes"], where, "size"),
         sha256=str(raw["sha256"]),
-        parts=parts,
-        files=files,
+        raw=raw,
+        where=where,
     )
 
 
-def loads(text: str | bytes, where: str = "index.json") -> LayerIndex:
-    """Parse and validate an index; any defect raises :class:`ArchiveError` naming ``where``."""
+def _load_all(index: LayerIndex) -> LayerIndex:
+    """Validate every unit's table now (tools; the bootstrap validates lazily)."""
+    for u in index.units:
+        u._load()
+    return index
+
+
+def loads(text: str | bytes, where: str = "index.json", *, lazy: bool = False) -> LayerIndex:
+    """Parse and validate an index; any defect raises :class:`ArchiveError` naming ``where``.
+
+    With ``lazy``, each unit's file table is validated when first used instead.
+    """
     try:
         raw = json.loads(text)
         if raw.get("format") != FORMAT:
@@ -188,27 +249,28 @@ def loads(text: str | bytes, where: str = "index.json") -> LayerIndex:
             raise ArchiveError(
                 f"index format version {raw.get('format_version')!r} is not supported "
                 f"(this lambdaslim reads {FORMAT_VERSION}); repack the layer", where)
-        return LayerIndex(
+        index = LayerIndex(
             layer_id=str(raw["layer_id"]),
             created_by=str(raw.get("created_by", "")),
             zstd_level=int(raw.get("zstd_level", 0)),
             part_bytes=int(raw.get("part_bytes", 0)),
             units=[_parse_unit(u, where) for u in raw["units"]],
         )
+        return index if lazy else _load_all(index)
     except ArchiveError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ArchiveError(f"corrupt index: {exc.__class__.__name__}: {exc}", where) from None
 
 
-def read_index(folder: str) -> LayerIndex:
-    """Read ``<folder>/index.json``."""
+def read_index(folder: str, *, lazy: bool = False) -> LayerIndex:
+    """Read ``<folder>/index.json`` (see :func:`loads` for ``lazy``)."""
     path = os.path.join(folder, INDEX_NAME)
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
         raise ArchiveError(f"cannot read index: {exc.strerror}", path) from None
-    index = loads(data, path)
+    index = loads(data, path, lazy=lazy)
     index.folder = folder
     return index

@@ -45,24 +45,39 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
 
 
-def _split(files: list[ScannedFile], part_bytes: int) -> list[tuple[int, int]]:
-    """Cut the file list into runs of about ``part_bytes`` (a file is never split)."""
-    runs: list[tuple[int, int]] = []
+Run = tuple[int, int, "int | None", int]  # (first file, count, slice offset or None, bytes)
+
+
+def _split(files: list[ScannedFile], part_bytes: int) -> list[Run]:
+    """Cut the file list into parts of about ``part_bytes``.
+
+    Whole files are grouped; a file larger than ``part_bytes`` becomes slices of its own, so
+    that one huge library (torch's 434 MB libtorch_cpu.so) still decompresses on every core.
+    """
+    runs: list[Run] = []
     start, size = 0, 0
     for i, f in enumerate(files):
+        if f.size > part_bytes:
+            if i > start:
+                runs.append((start, i - start, None, size))
+            for off in range(0, f.size, part_bytes):
+                runs.append((i, 1, off, min(part_bytes, f.size - off)))
+            start, size = i + 1, 0
+            continue
         if i > start and size + f.size > part_bytes:
-            runs.append((start, i - start))
+            runs.append((start, i - start, None, size))
             start, size = i, 0
         size += f.size
-    runs.append((start, len(files) - start))
+    if start < len(files) or not runs:
+        runs.append((start, len(files) - start, None, size))
     return runs
 
 
-def _compress_part(src: str, files: list[ScannedFile], level: int) -> tuple[bytes, int, str]:
-    """Compress the concatenated bytes of ``files``; returns (frame, unpacked bytes, sha256)."""
+def _compress_part(src: str, files: list[ScannedFile], run: Run, level: int) -> tuple[bytes, int, str]:
+    """Compress the bytes of one run; returns (frame, unpacked bytes, sha256 of the frame)."""
     import zstandard
 
-    unpacked = sum(f.size for f in files)
+    first, count, offset, unpacked = run
     params = zstandard.ZstdCompressionParameters.from_level(level, source_size=unpacked, write_checksum=1)
     if params.window_log > MAX_WINDOW_LOG:
         params = zstandard.ZstdCompressionParameters.from_level(
@@ -71,10 +86,12 @@ def _compress_part(src: str, files: list[ScannedFile], level: int) -> tuple[byte
     cctx = zstandard.ZstdCompressor(compression_params=params)
     written = 0
     writer = cctx.stream_writer(sink, size=unpacked, closefd=False)
-    for f in files:
+    for f in files[first : first + count]:
         full = os.path.join(src, f.relpath)
         with open(full, "rb") as fh:
-            remaining = f.size
+            if offset is not None:
+                fh.seek(offset)
+            remaining = f.size if offset is None else unpacked
             while remaining:
                 chunk = fh.read(min(_CHUNK, remaining))
                 if not chunk:
@@ -168,13 +185,14 @@ def pack_tree(
         raise PackError(f"cannot write {output}: folder {out_dir} is not writable", output)
     runtime = runtime_files(runtime_dir)
 
-    jobs: list[tuple[int, int, list[ScannedFile]]] = []  # (unit no, part no, files)
-    runs_of: list[list[tuple[int, int]]] = []
+    jobs: list[tuple[int, int, Run]] = []  # (unit no, part no, run)
+    runs_of: list[list[Run]] = []
     for u_no, unit in enumerate(scanned):
         runs = _split(unit.files, part_bytes)
         runs_of.append(runs)
-        for p_no, (first, count) in enumerate(runs):
-            jobs.append((u_no, p_no, unit.files[first : first + count]))
+        for p_no, run in enumerate(runs):
+            jobs.append((u_no, p_no, run))
+    jobs.sort(key=lambda j: -j[2][3])  # biggest first: the slowest parts must not start last
     total_bytes = sum(f.size for u in scanned for f in u.files)
     show = (sys.stderr.isatty() if progress is None else progress) and not quiet
     bar = _Progress(total_bytes, show)
@@ -190,8 +208,8 @@ def pack_tree(
         with zipfile.ZipFile(tmp_path, "w", allowZip64=True) as zf:
             with concurrent.futures.ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
                 futures = {
-                    pool.submit(_compress_part, src, files, level): (u_no, p_no)
-                    for u_no, p_no, files in jobs
+                    pool.submit(_compress_part, src, scanned[u_no].files, run, level): (u_no, p_no)
+                    for u_no, p_no, run in jobs
                 }
                 try:
                     for fut in concurrent.futures.as_completed(futures):
@@ -213,9 +231,9 @@ def pack_tree(
         index_units: list[_format.Unit] = []
         for u_no, unit in enumerate(scanned):
             parts = []
-            for p_no, (first, count) in enumerate(runs_of[u_no]):
+            for p_no, (first, count, offset, _) in enumerate(runs_of[u_no]):
                 name, unpacked, packed, digest = part_info[(u_no, p_no)]
-                parts.append(_format.Part(name, first, count, unpacked, packed, digest))
+                parts.append(_format.Part(name, first, count, unpacked, packed, digest, offset))
             digest = _unit_hash(unit.files, [p.sha256 for p in parts])
             index_units.append(_format.Unit(
                 key=f"{keys[u_no]}-{digest[:12]}",
