@@ -222,3 +222,58 @@ def test_disk_cache_survives_a_restart_and_is_shared_by_processes(client: Any, s
     again = _child(s3_server, key, str(expected))
     out, err = again.communicate(timeout=120)
     assert json.loads(out) == {"source": "tmp", "requests": 0, "ok": True}, err
+
+
+def test_a_version_is_read_exactly_and_never_revalidated(client: Any, s3_server: Any) -> None:
+    bucket = "lambdaslim-versioned"
+    try:
+        client.create_bucket(Bucket=bucket)
+    except client.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = f"versions/{uuid.uuid4().hex}"
+    old = client.put_object(Bucket=bucket, Key=key, Body=b"first version")["VersionId"]
+    client.put_object(Bucket=bucket, Key=key, Body=b"second version")
+    log = RequestLog(client)
+    obj = s3.stream_get(bucket, key, client=client, version_id=old)
+    assert obj.read() == b"first version" and obj.version_id == old
+    assert log.requests[0][1].endswith(f"versionId={old}")
+    log.clear()
+    again = s3.stream_get(bucket, key, client=client, version_id=old)  # no max_age: still no request
+    assert again.source == "memory" and again.read() == b"first version" and len(log) == 0
+    assert s3.stream_get(bucket, key, client=client).read() == b"second version"
+    with pytest.raises(s3.S3ObjectNotFoundError):
+        s3.stream_get(bucket, key, client=client, version_id="0123456789abcdef0123456789abcdef", cache=None)
+
+
+def test_staging_of_a_killed_writer_is_invisible_and_swept(client: Any, s3_server: Any) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = get_budget().path("cache", "s3")
+    orphan = os.path.join(folder, f".{'0' * 40}.{dead.pid}.1.1")
+    os.makedirs(orphan)
+    with open(os.path.join(orphan, "data"), "wb") as fh:
+        fh.write(b"half written")
+    mine = os.path.join(folder, f".{'1' * 40}.{os.getpid()}.1.1")  # a live writer's staging
+    os.makedirs(mine)
+    assert s3.cache_info()["tmp"]["entries"] == 0  # staging folders are not entries
+    assert get_budget().cache_entries() == []  # and the budget never evicts them
+    key = _put(client, s3_server.bucket, b"payload")
+    s3.stream_get(s3_server.bucket, key, client=client, cache="tmp")  # a write sweeps
+    assert not os.path.exists(orphan)
+    assert os.path.exists(mine)
+    assert s3.cache_info()["tmp"]["entries"] == 1
+
+
+def test_unusable_disk_cache_does_not_fail_the_read(client: Any, s3_server: Any, tmp_path: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("LAMBDASLIM_TMP", str(blocker / "lambdaslim"))  # cannot be created
+    key = _put(client, s3_server.bucket, b"payload")
+    for _ in range(2):
+        obj = s3.stream_get(s3_server.bucket, key, client=client, cache="tmp", max_age=60)
+        assert obj.read() == b"payload" and obj.source == "network"
+    info = s3.cache_info()["tmp"]
+    assert info["skipped"] == 2 and info["entries"] == 0

@@ -139,7 +139,11 @@ def test_cuts_anywhere_in_headers_or_body_never_give_wrong_bytes(client: Any, s3
     key = _put(client, s3_server.bucket, data)
     via_proxy = _proxied(s3_server, proxy)
     s3.stream_get(s3_server.bucket, key, client=via_proxy, cache=None, byte_range=(0, 1))  # connect
+    before = proxy.bytes_down
+    s3.stream_get(s3_server.bucket, key, client=via_proxy, cache=None, byte_range=(0, 100 * KiB))
+    first_response = proxy.bytes_down - before  # headers + 100 KiB: the next response starts here
     offsets = list(range(1, 700, 13)) + [5000, 120 * KiB, 250 * KiB]
+    offsets += [first_response + k for k in range(1, 700, 29)]  # inside the second range's headers
     for offset in offsets:
         # one cut, in the first response or (sequential ranges) in a later one
         proxy.cut_after(offset)
@@ -147,3 +151,24 @@ def test_cuts_anywhere_in_headers_or_body_never_give_wrong_bytes(client: Any, s3
                             max_concurrency=1)
         assert obj.getvalue() == data, offset
     assert proxy.cuts == len(offsets)
+
+
+def test_a_server_ignoring_if_match_is_still_caught_by_the_etag(client: Any, s3_server: Any) -> None:
+    """Some S3-compatible servers ignore IfMatch: a range from another version is refused
+    by its ETag, not stitched in."""
+    key = _put(client, s3_server.bucket, os.urandom(1 * MiB))
+    reader = s3_server.client()
+    calls = []
+
+    def drop_if_match(params: dict[str, Any], **_: Any) -> None:
+        params.pop("IfMatch", None)
+
+    def other_version(parsed: dict[str, Any], **_: Any) -> None:
+        calls.append(1)
+        if len(calls) > 1:  # every range after the first looks like another version
+            parsed["ETag"] = '"0123456789abcdef0123456789abcdef"'
+
+    reader.meta.events.register("before-parameter-build.s3.GetObject", drop_if_match)
+    reader.meta.events.register("after-call.s3.GetObject", other_version)
+    with pytest.raises(s3.ObjectChangedError):
+        s3.stream_get(s3_server.bucket, key, client=reader, cache=None, part_size=256 * KiB, max_attempts=2)

@@ -7,8 +7,8 @@ The disk cache ("tmp") lives in the shared storage budget at ``cache/s3/<entry>/
 entry is one folder (``data`` and ``meta.json``), written under a "."-prefixed name and
 renamed into place, so a reader never sees half an entry. The folder's mtime is its last
 use (the budget evicts the oldest first when an extraction needs room); ``meta.json``'s
-mtime is when the server last confirmed the ETag. Striped file locks keep processes that
-read the same key from downloading it twice.
+mtime is when the server last confirmed the ETag. A lock per key (a file lock per stripe of
+keys across processes) keeps readers of the same key from downloading it twice.
 """
 
 from __future__ import annotations
@@ -34,8 +34,34 @@ log = logging.getLogger("lambdaslim.s3")
 
 NAMESPACE = "s3"
 ENTRY_OVERHEAD = 3 * 4096  # folder + meta.json + the data file's last block
-_STRIPES = 16
+_FILE_LOCKS = 64  # file locks shared by the keys of one stripe (a bounded set of lock files)
 _SEQ = itertools.count()
+
+
+class KeyLocks:
+    """One lock per key, alive while some thread holds or waits for it.
+
+    Threads reading the same key wait for the first one's download; threads reading
+    different keys never wait for each other.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[object, list[Any]] = {}  # key -> [lock, users]
+        self._guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, key: object) -> Iterator[None]:
+        with self._guard:
+            slot = self._locks.setdefault(key, [threading.Lock(), 0])
+            slot[1] += 1
+        try:
+            with slot[0]:
+                yield
+        finally:
+            with self._guard:
+                slot[1] -= 1
+                if slot[1] == 0:
+                    del self._locks[key]
 
 
 @dataclass(frozen=True)
@@ -127,7 +153,7 @@ class MemoryCache:
         self._bytes = 0
         self._limit: int | None = None
         self._lock = threading.Lock()
-        self._key_locks = [threading.Lock() for _ in range(_STRIPES * 4)]
+        self._key_locks = KeyLocks()
         self.counters = _Counters()
 
     @property
@@ -144,7 +170,7 @@ class MemoryCache:
     @contextlib.contextmanager
     def key_lock(self, ck: CacheKey) -> Iterator[None]:
         """Threads reading the same key wait for the first one instead of downloading too."""
-        with self._key_locks[int(ck.digest()[:8], 16) % len(self._key_locks)]:
+        with self._key_locks.hold(ck):
             yield
 
     def get(self, ck: CacheKey) -> Entry | None:
@@ -205,7 +231,7 @@ class DiskCache:
     """Entries under ``<extraction root>/cache/s3/``, inside the shared storage budget."""
 
     def __init__(self) -> None:
-        self._key_locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._key_locks = KeyLocks()
         self.counters = _Counters()
 
     @staticmethod
@@ -219,9 +245,15 @@ class DiskCache:
 
     @contextlib.contextmanager
     def key_lock(self, ck: CacheKey) -> Iterator[None]:
-        """A thread lock and a file lock per stripe of keys: one download per key at a time."""
-        stripe = int(ck.digest()[:8], 16) % _STRIPES
-        with self._key_locks[stripe], self._budget().lock(f"s3-cache-{stripe:02d}"):
+        """A thread lock per key and a file lock per stripe of keys: one download per key at a
+        time across threads and processes."""
+        stripe = int(ck.digest()[:8], 16) % _FILE_LOCKS
+        with self._key_locks.hold(ck), contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self._budget().lock(f"s3-cache-{stripe:02d}"))
+            except OSError as exc:  # no usable extraction root: read without the disk cache
+                log.warning("S3 disk cache unusable, reading s3://%s/%s without it: %s",
+                            ck.bucket, ck.key, exc)
             yield
 
     def get(self, ck: CacheKey) -> Entry | None:
@@ -258,12 +290,14 @@ class DiskCache:
         )
 
     def put(self, ck: CacheKey, entry: Entry) -> None:
-        """Write the entry, or skip it (logged) when the budget has no room for it."""
+        """Write the entry, or skip it (logged) when the budget has no room for it or the disk
+        refuses the write: the read that produced it succeeds all the same."""
         from ._errors import StorageBudgetError
 
         budget = self._budget()
         folder = self.folder()
         name = ck.digest()
+        self.sweep()  # staging left by killed processes would hold budget space forever
         staging = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.{next(_SEQ)}")
         try:
             with budget.reserve(f"S3 cache of s3://{ck.bucket}/{ck.key}", entry.nbytes + ENTRY_OVERHEAD):
@@ -281,7 +315,7 @@ class DiskCache:
                 with open(os.path.join(staging, "meta.json"), "w", encoding="utf-8") as fh:
                     json.dump(meta, fh)
                 self._publish(staging, os.path.join(folder, name))
-        except StorageBudgetError as exc:
+        except (StorageBudgetError, OSError) as exc:
             self.counters.add("skipped")
             log.warning("not caching s3://%s/%s on disk: %s", ck.bucket, ck.key, exc)
         finally:
@@ -322,7 +356,7 @@ class DiskCache:
         folder = self.folder()
         try:
             names = os.listdir(folder)
-        except FileNotFoundError:
+        except OSError:  # not created yet, or no usable extraction root
             return []
         return [os.path.join(folder, n) for n in names if not n.startswith(".")]
 
@@ -331,7 +365,7 @@ class DiskCache:
         folder = self.folder()
         try:
             names = os.listdir(folder)
-        except FileNotFoundError:
+        except OSError:  # not created yet, or no usable extraction root
             return
         for name in names:
             parts = name.split(".")

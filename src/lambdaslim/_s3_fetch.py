@@ -160,9 +160,11 @@ class _Download:
                 if response is None:
                     response = self.get(Range=f"bytes={pos}-{stop - 1}", IfMatch=etag)
                     body = response["Body"]
-                    _check_range(response, pos, stop, etag)
-                body = response["Body"]
-                response = None
+                    response, checked = None, response
+                    _check_range(checked, pos, stop, etag)
+                else:
+                    body = response["Body"]
+                    response = None  # a retry asks again
                 readinto = _direct_readinto(body)
                 while pos < stop:
                     if self.failed.is_set():
