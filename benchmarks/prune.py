@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from lambdaslim import _bytecode, _elf, _prune, _trace
+from lambdaslim._build import prepare_runtime
 from lambdaslim._pack import DEFAULT_LEVEL, pack_tree
 from lambdaslim._resolve import Target, install
 from lambdaslim._size import format_size
@@ -93,13 +94,16 @@ def main() -> None:
         with_pyc = os.path.join(work, "with-pyc")
         shutil.copytree(tree, with_pyc)
         bc = _bytecode.compile_tree(with_pyc, py)
-        row("+ unchecked-hash bytecode", *size(with_pyc), base)
+        row("pruned + stripped + bytecode", *size(with_pyc), base)
         _bytecode.compile_tree(traced, py)
 
+        runtime = os.path.join(work, "runtime")  # python/: as `lambdaslim pack --strip` ships it
+        prepare_runtime(target, runtime, strip=True)
         print(f"\npacked (zstd level {args.level}):")
         for label, src in (("pruned + stripped + bytecode", with_pyc), ("keep-imported + bytecode", traced)):
             t = time.monotonic()
-            res = pack_tree(src, os.path.join(work, "layer.zip"), level=args.level, quiet=True)
+            res = pack_tree(src, os.path.join(work, "layer.zip"), level=args.level, quiet=True,
+                            runtime_dir=runtime)
             packed = sum(u.packed_bytes for u in res.index.units)
             print(f"  {label:<34} {format_size(packed):>10} packed, layer zip "
                   f"{format_size(res.layer_zip_bytes)}  ({packed / base:.1%} of installed; "

@@ -254,3 +254,26 @@ def test_split_writes_layers_that_work_together_and_limits_exit_3(sk_site: Path,
     if HAS_BOOTSTRAP:
         check = lambdaslim("verify", *map(str, parts), "--import", "sklearn", "--run", FIT_PREDICT)
         assert check.returncode == 0, check.stdout
+
+
+@pytest.mark.skipif(not HAS_BOOTSTRAP, reason="lambdaslim.bootstrap not in this tree yet")
+def test_stubbed_pandas_keeps_metadata_and_sklearn_working(sk_site: Path, tmp_path: Path) -> None:
+    """The seed's trick (pandas replaced by an empty package), made safe: once anything imported
+    the stub, scikit-learn's isinstance(X, sys.modules['pandas'].DataFrame) probe must still work."""
+    site = tmp_path / "site"
+    shutil.copytree(sk_site, site)
+    install(Target.parse(HOST_PY, HOST_ARCH), str(site), requirements=["pandas"], pip_args=["--no-deps"])
+    out = tmp_path / "stubbed.zip"
+    proc = lambdaslim("pack", "--from", str(site), "--stub", "pandas", "--level", "1", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "stub pandas" in proc.stdout
+    files = packed_files(out)
+    assert not any(p.startswith("pandas/core/") for p in files)
+    run = FIT_PREDICT + "\n".join([
+        "import importlib.metadata as m, pandas",
+        "assert m.version('pandas') == pandas.__version__",
+        "try:\n    pandas.DataFrame({'a': [1]})\nexcept ImportError as e:\n    assert type(e).__name__ == 'StubbedDistributionError'",
+        "else:\n    raise AssertionError('the stub built a DataFrame')",
+    ])
+    check = lambdaslim("verify", str(out), "--import", "pandas", "--import", "sklearn", "--run", run)
+    assert check.returncode == 0, check.stdout

@@ -54,12 +54,22 @@ def add_pack_options(p: argparse.ArgumentParser) -> None:
                    help="extra argument for pip (repeatable), e.g. --pip-arg=--index-url=URL")
 
 
+def _is_path(text: str) -> bool:
+    """A positional that names a local folder rather than a requirement (``numpy>=2``, a URL,
+    a ``.whl`` file)."""
+    if os.path.isdir(text):
+        return True
+    if "://" in text or text.endswith((".whl", ".tar.gz", ".zip")):
+        return False
+    return "/" in text or os.sep in text or text.startswith(".") or os.path.exists(text)
+
+
 def build_requested(args: argparse.Namespace) -> bool:
     """True when ``pack`` must run the build pipeline rather than pack a folder as is."""
     srcs: list[str] = args.src
     if args.requirement_files or args.from_dir or args.python or args.arch:
         return True
-    if len(srcs) != 1 or not os.path.isdir(srcs[0]):
+    if len(srcs) != 1 or not _is_path(srcs[0]):
         return bool(srcs)  # requirement names
     return bool(args.keep or args.drop or args.strip or args.stub or args.keep_imported
                 or args.split != 1 or args.max_layer_size is not None)
@@ -80,7 +90,7 @@ def cmd_pack(args: argparse.Namespace, plain: Callable[[argparse.Namespace], int
 
     from_dir = args.from_dir
     requirements = srcs
-    if from_dir is None and len(srcs) == 1 and os.path.isdir(srcs[0]):
+    if from_dir is None and len(srcs) == 1 and _is_path(srcs[0]):
         from_dir, requirements = srcs[0], []
     opts = BuildOptions(
         output=args.output, requirements=requirements, requirement_files=args.requirement_files,
@@ -89,7 +99,8 @@ def cmd_pack(args: argparse.Namespace, plain: Callable[[argparse.Namespace], int
         keep_imported=args.keep_imported, bytecode=not args.no_bytecode, split=args.split,
         max_layer_size=args.max_layer_size or _limits.UNZIPPED_LAYERS, level=args.level,
         part_bytes=args.part_size, pip_args=args.pip_arg, quiet=args.quiet)
-    result = build(opts, log=None if args.quiet else stderr_log)
+    progress = not args.quiet and sys.stderr.isatty()  # like pack's progress bar
+    result = build(opts, log=stderr_log if progress else None)
     if not args.quiet or result.exit_code:
         print(result.render(), file=sys.stdout if not result.exit_code else sys.stderr)
     return result.exit_code

@@ -1,8 +1,10 @@
 """``--stub NAME``: replace a distribution by empty importable modules, keeping its metadata.
 
 Some dependencies are declared but never used by a function (pandas under mlflow, for one).
-Their files go; each of their top-level modules becomes a stub that imports fine and raises
-:class:`~lambdaslim.StubbedDistributionError` (an ImportError) when anything in it is used.
+Their files go; each of their top-level modules becomes a stub that imports fine. Every name
+in it is a placeholder: ``isinstance(x, pandas.DataFrame)`` is False (scikit-learn probes
+``sys.modules["pandas"]`` that way once anything imported pandas), and calling it, or reading
+an attribute of it, raises :class:`~lambdaslim.StubbedDistributionError` (an ImportError).
 ``importlib.metadata`` still finds the distribution, so version checks and entry points of
 other packages keep working.
 """
@@ -31,10 +33,33 @@ except ImportError:  # pragma: no cover - lambdaslim not on sys.path
 __version__ = {version!r}
 {path_line}
 
+class _Missing(type):
+    """What any name of this module is: no object is an instance, using it raises."""
+
+    def __call__(cls, *args: object, **kwargs: object) -> object:
+        raise _Error({dist!r}, {module!r}, cls.__name__)
+
+    def __getattr__(cls, name: str) -> object:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        raise _Error({dist!r}, {module!r}, cls.__name__ + "." + name)
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        return False
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return False
+
+    def __repr__(cls) -> str:
+        return "<name %s.%s of the stubbed distribution %s>" % ({module!r}, cls.__name__, {dist!r})
+
+
 def __getattr__(name: str) -> object:
     if name.startswith("__") and name.endswith("__"):
         raise AttributeError(name)
-    raise _Error({dist!r}, {module!r}, name)
+    missing = _Missing(name, (), {{"__module__": __name__}})
+    globals()[name] = missing
+    return missing
 '''
 
 
