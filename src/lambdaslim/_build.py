@@ -270,24 +270,13 @@ def prepare_runtime(target: Target, dest: str, *, strip: bool = False,
     cffi backend (11 MB, never used on CPython where the C backend loads) is left out; with
     ``strip`` the C backend is stripped (verified like every other library). Returns notes.
     """
-    from importlib import metadata
-
     from . import _bytecode, _elf, _prune, _resolve, _runtime
 
     notes: list[str] = []
     if target.python == _bytecode.interpreter_version() and target.machine == _elf.host_machine():
-        for dist_name in _runtime.RUNTIME_DISTS:
-            try:
-                dist = metadata.distribution(dist_name)
-            except metadata.PackageNotFoundError:
-                raise PackError(f"{dist_name} is not installed in this interpreter") from None
-            for entry in dist.files or ():
-                src = os.path.abspath(str(dist.locate_file(entry)))
-                rel = os.path.normpath(str(entry))
-                if rel.startswith("..") or not os.path.isfile(src):
-                    continue
-                os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
-                shutil.copyfile(src, os.path.join(dest, rel))
+        for src, rel in _runtime.installed_runtime_files():
+            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+            shutil.copyfile(src, os.path.join(dest, rel))
     else:
         _resolve.install_runtime(target, dest, pip_args=pip_args)
     _prune.prune(dest, drop=["zstandard/_cffi.*", "zstandard/backend_cffi.py"])

@@ -50,6 +50,12 @@ def runtime_files(runtime_dir: str | None = None) -> list[tuple[str, str]]:
                 full = os.path.join(dirpath, name)
                 out.append((full, os.path.relpath(full, runtime_dir).replace(os.sep, "/")))
         return out
+    return out + installed_runtime_files()
+
+
+def installed_runtime_files() -> list[tuple[str, str]]:
+    """(absolute path, path under python/) of this interpreter's zstandard and filelock."""
+    out: list[tuple[str, str]] = []
     for dist_name in RUNTIME_DISTS:
         try:
             dist = metadata.distribution(dist_name)

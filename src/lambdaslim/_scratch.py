@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 
-from ._budget import Budget, get_budget, tree_bytes
+from ._budget import Budget, get_budget, pid_alive, tree_bytes
 from ._errors import LambdaslimError
 from ._size import parse_size
 
@@ -81,16 +81,6 @@ def sweep(budget: Budget | None = None) -> int:
         if not pid_text.isdigit():
             continue
         pid = int(pid_text)
-        if pid == me or not _alive(pid):
+        if pid == me or not pid_alive(pid):
             removed += remove(budget.path("scratch", name))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
