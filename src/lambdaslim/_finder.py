@@ -31,6 +31,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PACKED, EXTRACTED, RELEASED = "packed", "extracted", "released"
 
+# Each decompressing thread holds about 12 MB (an 8 MiB zstd window and buffers): four keep a
+# full extraction under 64 MB of extra memory on a 6-vCPU function too.
+MAX_THREADS = 4
+
+
+def _threads(requested: int | None) -> int:
+    return requested or min(MAX_THREADS, os.cpu_count() or 1)
+
 
 def _normalize(name: str) -> str:
     out = []
@@ -261,7 +269,7 @@ class LayerFinder:
             path, seconds, extracted_now = publish(
                 self.budget, key=e.key, sha256=e.sha256, what=f"{e.name} {e.version}",
                 disk_bytes=e.disk_bytes,
-                extract=lambda dest: e.extract_into(dest, workers or os.cpu_count() or 1, pool),
+                extract=lambda dest: e.extract_into(dest, _threads(workers), pool),
                 info={"name": e.name, "version": e.version, "source": e.source})
             if extracted_now:
                 e.seconds += seconds
@@ -341,7 +349,7 @@ class LayerFinder:
         """Extract every entry now, largest first, in parallel across entries and parts."""
         import concurrent.futures
 
-        ncpu = workers or os.cpu_count() or 1
+        ncpu = _threads(workers)
         todo = sorted(self.entries(), key=lambda e: -e.disk_bytes)
         with self._lock:
             self._local.busy = True
