@@ -16,8 +16,7 @@ from ._version import __version__
 
 EXIT_USAGE = 2
 
-# Subcommands contributed by other modules: (name, register(subparsers) -> handler).
-Handler = Callable[[argparse.Namespace], int]
+# Subcommands contributed by other modules: each registers itself on the subparsers.
 _EXTRA: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 
 

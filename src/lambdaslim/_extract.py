@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import os
-from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import BinaryIO
 
@@ -134,7 +133,6 @@ def extract_unit(
     *,
     workers: int = 1,
     pool: Executor | None = None,
-    on_part: Callable[[int], None] | None = None,
 ) -> int:
     """Write every file of ``unit`` under the new folder ``dest``; returns bytes written.
 
@@ -151,10 +149,7 @@ def extract_unit(
     if pool is None and (workers <= 1 or len(parts) <= 1):
         total = 0
         for part in parts:
-            n = extract_part(index.folder, unit, part, dest, made_dirs)
-            total += n
-            if on_part:
-                on_part(n)
+            total += extract_part(index.folder, unit, part, dest, made_dirs)
         return total
     # Directories are created with exist_ok, so threads sharing ``made_dirs`` only skip work.
     own = None
@@ -167,10 +162,7 @@ def extract_unit(
         total = 0
         try:
             for fut in futures:
-                n = fut.result()
-                total += n
-                if on_part:
-                    on_part(n)
+                total += fut.result()
         except BaseException:
             for fut in futures:
                 fut.cancel()

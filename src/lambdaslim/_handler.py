@@ -19,7 +19,6 @@ Options are resolved once, when the function is decorated: an argument wins, els
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import inspect
@@ -31,7 +30,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+if TYPE_CHECKING:  # asyncio costs ~40 ms at cold start: imported only for async handlers
+    import asyncio
 
 from . import _config
 from ._budget import get_budget
@@ -432,6 +434,8 @@ _LOOP: asyncio.AbstractEventLoop | None = None
 
 def _event_loop() -> asyncio.AbstractEventLoop:
     """One event loop per process, kept across warm invocations (clients bound to it survive)."""
+    import asyncio
+
     global _LOOP
     if _LOOP is None or _LOOP.is_closed():
         _LOOP = asyncio.new_event_loop()
@@ -453,6 +457,8 @@ def _wrap(fn: F, opts: Options) -> F:
 
         @functools.wraps(fn)
         def async_wrapper(event: Any, context: Any) -> Any:
+            import asyncio
+
             try:
                 asyncio.get_running_loop()
             except RuntimeError:

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import _format
@@ -164,7 +163,6 @@ def pack_tree(
     runtime_bytecode: bool = True,
     workers: int | None = None,
     units: list[ScannedUnit] | None = None,
-    on_unit: Callable[[_format.Unit], None] | None = None,
 ) -> PackResult:
     """Pack ``src`` into the layer zip ``output``. Raises :class:`PackError` on bad input.
 
@@ -249,8 +247,6 @@ def pack_tree(
                 parts=parts,
                 files=[_format.FileEntry(f.relpath, f.size, f.mode) for f in unit.files],
             ))
-            if on_unit:
-                on_unit(index_units[-1])
         layer_id = hashlib.sha256("".join(u.sha256 for u in index_units).encode()).hexdigest()[:16]
         index = _format.LayerIndex(
             layer_id=layer_id,
