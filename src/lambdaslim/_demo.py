@@ -18,7 +18,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from typing import Any
 
 from ._size import format_size, parse_size

@@ -16,13 +16,13 @@ from concurrent.futures import Executor
 from typing import BinaryIO
 
 from ._errors import ArchiveError
+from ._files import CREATE, write_all
 from ._format import LayerIndex, Part, Unit
 
 _READ = 1 << 20
-_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 # A file cut into slice parts is opened by each of them: no O_EXCL (the index was checked
 # for duplicate paths), still never through a symlink.
-_SLICE_FLAGS = _FLAGS & ~os.O_EXCL
+_SLICE_FLAGS = CREATE & ~os.O_EXCL
 
 
 def _umask() -> int:
@@ -54,13 +54,8 @@ class _HashingReader:
         return data
 
     def drain(self) -> None:
-        while data := self.read(_READ):
+        while self.read(_READ):
             pass
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
 
 
 def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs: set[str]) -> int:
@@ -88,7 +83,7 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
                         os.makedirs(os.path.join(dest, parent), exist_ok=True)
                         made_dirs.add(parent)
                     if part.offset is None:
-                        fd = os.open(os.path.join(dest, entry.path), _FLAGS, entry.mode)
+                        fd = os.open(os.path.join(dest, entry.path), CREATE, entry.mode)
                         remaining = entry.size
                     else:
                         fd = os.open(os.path.join(dest, entry.path), _SLICE_FLAGS, entry.mode)
@@ -104,7 +99,7 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
                                     raise ArchiveError(
                                         f"part of {unit.name} is truncated (ends inside {entry.path})", part_path)
                             take = min(remaining, len(buf) - pos)
-                            _write_all(fd, view[pos : pos + take])
+                            write_all(fd, view[pos : pos + take])
                             pos += take
                             remaining -= take
                         if entry.mode & ~_UMASK != entry.mode:

@@ -219,14 +219,17 @@ class LayerFinder:
             local.busy = False
 
     def _claims(self, fullname: str) -> bool:
-        if fullname in self._names or fullname in self._namespaces:
-            return True
+        return fullname in self._names or fullname in self._namespaces or self._released_owner(fullname) is not None
+
+    def _released_owner(self, fullname: str) -> Entry | None:
+        """The released entry providing a package above ``fullname``, if any."""
         owner = fullname
         while "." in owner:
             owner = owner.rpartition(".")[0]
-            if any(e.state == RELEASED for e in self._names.get(owner, ())):
-                return True
-        return False
+            for e in self._names.get(owner, ()):
+                if e.state == RELEASED:
+                    return e
+        return None
 
     def _find_spec(self, fullname: str, path: Any) -> ModuleSpec | None:
         providers = self._names.get(fullname)
@@ -248,17 +251,14 @@ class LayerFinder:
             spec.submodule_search_locations = []
             return spec
         # A submodule of a distribution whose tree was released: extract it again.
-        owner = fullname
-        while "." in owner:
-            owner = owner.rpartition(".")[0]
-            for e in self._names.get(owner, ()):
-                if e.state == RELEASED:
-                    self._activate(e)
-                    import importlib
+        released = self._released_owner(fullname)
+        if released is None:
+            return None
+        self._activate(released)
+        import importlib
 
-                    importlib.invalidate_caches()
-                    return PathFinder.find_spec(fullname, path)
-        return None
+        importlib.invalidate_caches()
+        return PathFinder.find_spec(fullname, path)
 
     def _activate(self, e: Entry, workers: int | None = None, pool: Executor | None = None) -> bool:
         """Make ``e``'s tree exist and be on sys.path; True when it was extracted just now."""

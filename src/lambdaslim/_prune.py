@@ -21,7 +21,7 @@ import io
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import PackError
@@ -298,13 +298,7 @@ def imported_from_outside(root: str, present: set[str], removing: set[str]) -> s
                             next_queue.append(target)
         first = False
         queue = next_queue
-    for rel in list(rescued):  # the packages above a rescued module must import too
-        parent = rel.rpartition("/")[0]
-        while parent:
-            init = f"{parent}/__init__.py"
-            if init in removing:
-                rescued.add(init)
-            parent = parent.rpartition("/")[0]
+    add_parent_inits(rescued, removing)  # the packages above a rescued module must import too
     return rescued
 
 
@@ -427,3 +421,15 @@ def sync_records(
 def copy_tree(src: str, dest: str) -> None:
     """Copy an installed tree (used when the user's folder must stay untouched)."""
     shutil.copytree(src, dest, symlinks=False)
+
+
+def add_parent_inits(kept: set[str], candidates: Collection[str]) -> None:
+    """Add to ``kept`` the ``__init__.py`` (from ``candidates``) of every package above its files,
+    so a kept module stays importable."""
+    for rel in list(kept):
+        parent = rel.rpartition("/")[0]
+        while parent:
+            init = f"{parent}/__init__.py"
+            if init in candidates:
+                kept.add(init)
+            parent = parent.rpartition("/")[0]

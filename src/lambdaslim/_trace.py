@@ -158,13 +158,7 @@ def trace_and_prune(
             if real.startswith(prefix):
                 keep.add(os.path.relpath(real, root).replace(os.sep, "/"))
         files = _prune.walk_files(root)
-        for rel in list(keep):  # a kept module's packages must stay importable
-            parent = rel.rpartition("/")[0]
-            while parent:
-                init = f"{parent}/__init__.py"
-                if init in files:
-                    keep.add(init)
-                parent = parent.rpartition("/")[0]
+        _prune.add_parent_inits(keep, files)  # a kept module's packages must stay importable
         remove = [rel for rel in files
                   if rel not in keep and not _prune.is_metadata(rel)
                   and not (rel.endswith(".pth") and "/" not in rel)]

@@ -13,10 +13,9 @@ import stat
 import zipfile
 
 from ._errors import ArchiveError
+from ._files import CREATE, write_all
 from ._format import BLOCK, check_relpath
 from ._scan import import_names
-
-_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class ZipBundle:
@@ -81,13 +80,11 @@ class ZipBundle:
                     parent = os.path.dirname(target)
                     if parent:
                         os.makedirs(parent, exist_ok=True)
-                    fd = os.open(target, _FLAGS, 0o755 if mode & 0o111 else 0o644)
+                    fd = os.open(target, CREATE, 0o755 if mode & 0o111 else 0o644)
                     try:
                         with zf.open(info) as src:
                             while chunk := src.read(1 << 20):
-                                view = memoryview(chunk)
-                                while view:
-                                    view = view[os.write(fd, view) :]
+                                write_all(fd, memoryview(chunk))
                                 written += len(chunk)
                     finally:
                         os.close(fd)
