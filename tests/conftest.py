@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +59,14 @@ def _isolated_lambda_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.delenv("LAMBDASLIM_EAGER", raising=False)
     monkeypatch.delenv("LAMBDASLIM_CLEANUP", raising=False)
 
+
+
+@pytest.fixture
+def client(s3_server: Any) -> Iterator[Any]:
+    """A boto3 client of the session's S3 server, with lambdaslim.s3's caches and client reset."""
+    from lambdaslim import s3
+
+    s3.clear_cache()
+    yield s3_server.client()
+    s3.clear_cache()
+    s3.set_client(None)

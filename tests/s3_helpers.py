@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+KiB = 1024
+MiB = 1024 * 1024
+
 
 class RequestLog:
     """Every HTTP request a client sends: (method, path, headers) as sent on the wire."""

@@ -6,7 +6,6 @@ level to keep the file fast (the level does not change what is tested).
 
 from __future__ import annotations
 
-import ctypes  # noqa: F401  (the child processes below use it)
 import glob
 import importlib.util
 import os

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from s3_helpers import KiB
 
 from lambdaslim import s3
 from lambdaslim._pack import pack_tree
@@ -16,15 +17,6 @@ from lambdaslim.budget import get_budget
 
 from helpers import make_dist, unzip_layer
 from lambdaenv import run
-
-KiB = 1024
-
-
-@pytest.fixture
-def client(s3_server: Any) -> Any:
-    s3.clear_cache()
-    yield s3_server.client()
-    s3.clear_cache()
 
 
 def test_extraction_evicts_least_recently_used_cache_entries(

@@ -13,20 +13,10 @@ import uuid
 from typing import Any
 
 import pytest
-from s3_helpers import RequestLog
+from s3_helpers import KiB, MiB, RequestLog
 
 from lambdaslim import s3
 from lambdaslim.budget import get_budget
-
-KiB = 1024
-MiB = 1024 * 1024
-
-
-@pytest.fixture
-def client(s3_server: Any) -> Any:
-    s3.clear_cache()
-    yield s3_server.client()
-    s3.clear_cache()
 
 
 def _put(client: Any, bucket: str, data: bytes, key: str | None = None) -> str:
@@ -184,7 +174,7 @@ _CHILD = textwrap.dedent("""
     import json, sys
     from lambdaslim import s3
     sys.path.insert(0, {tests!r})
-    from s3_helpers import RequestLog
+    from s3_helpers import KiB, MiB, RequestLog
     from lambdaslim._s3server import S3Server
     server = S3Server.__new__(S3Server)
     server.__dict__.update({server!r})

@@ -8,25 +8,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from s3_helpers import RequestLog
+from s3_helpers import KiB, MiB, RequestLog
 
 from lambdaslim import s3
 from lambdaslim._testing_proxy import CuttingProxy
-
-KiB = 1024
-MiB = 1024 * 1024
 
 
 @pytest.fixture
 def proxy(s3_server: Any) -> Iterator[CuttingProxy]:
     with CuttingProxy.for_url(s3_server.endpoint_url) as p:
         yield p
-
-
-@pytest.fixture
-def client(s3_server: Any) -> Any:
-    s3.clear_cache()
-    return s3_server.client()
 
 
 def _proxied(s3_server: Any, proxy: CuttingProxy) -> Any:

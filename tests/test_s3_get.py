@@ -11,20 +11,9 @@ import uuid
 from typing import Any
 
 import pytest
-from s3_helpers import RequestLog
+from s3_helpers import KiB, MiB, RequestLog
 
 from lambdaslim import s3
-
-KiB = 1024
-MiB = 1024 * 1024
-
-
-@pytest.fixture
-def client(s3_server: Any) -> Any:
-    s3.clear_cache()
-    yield s3_server.client()
-    s3.clear_cache()
-    s3.set_client(None)
 
 
 def _put(client: Any, bucket: str, data: bytes) -> str:

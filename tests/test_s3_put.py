@@ -8,17 +8,9 @@ import uuid
 from typing import Any
 
 import pytest
-from s3_helpers import RequestLog
+from s3_helpers import MiB, RequestLog
 
 from lambdaslim import s3
-
-MiB = 1024 * 1024
-
-
-@pytest.fixture
-def client(s3_server: Any) -> Any:
-    s3.clear_cache()
-    return s3_server.client()
 
 
 def _key() -> str:
