@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _trees import CACHE, size_of, tree  # noqa: E402
 
-from lambdaslim._pack import DEFAULT_LEVEL, pack_tree  # noqa: E402
+from lambdaslim.build._pack import DEFAULT_LEVEL, pack_tree  # noqa: E402
 
 MODE = {"fs": "?"}
 

@@ -27,8 +27,8 @@ import time
 from typing import Any
 
 import lambdaslim
-from lambdaslim import _emulator
-from lambdaslim._localenv import LambdaContext
+from lambdaslim import testing
+from lambdaslim.testing._localenv import LambdaContext
 from lambdaslim._size import format_size
 
 
@@ -123,20 +123,20 @@ def handler(event, context):
 
 
 def _cold(task: str, python_path: list[str], env: dict[str, str], warm: int) -> tuple[Any, list[Any], list[dict[str, Any]], str]:
-    with _emulator.LocalRuntime("app.handler", task, env=env, python_path=python_path, timeout=120) as rt:
+    with testing.LocalRuntime("app.handler", task, env=env, python_path=python_path, timeout=120) as rt:
         cold = rt.invoke({})
         warms = [rt.invoke({}) for _ in range(warm)]
         if not cold.ok:
             raise SystemExit(f"cold invocation failed: {cold.error}\n{rt.logs()[-2000:]}")
-        return cold, warms, _emulator.invocation_records(rt.logs()), rt.backend
+        return cold, warms, testing.invocation_records(rt.logs()), rt.backend
 
 
 def cold_start(runs: int = 3, warm: int = 5, level: int | None = None) -> dict[str, Any]:
     import compileall
     import py_compile
 
-    from lambdaslim._layers import build_opt, built_layer, pip_site
-    from lambdaslim._pack import DEFAULT_LEVEL
+    from lambdaslim.testing import build_opt, built_layer, pip_site
+    from lambdaslim.build._pack import DEFAULT_LEVEL
 
     level = DEFAULT_LEVEL if level is None else level
     site = pip_site(["numpy"])
@@ -200,9 +200,9 @@ def main() -> None:
         print(f"  {name:40s} {value:8.2f} µs")
     if args.overhead:
         return
-    if _emulator.find_rie() is None:
+    if testing.find_rie() is None:
         try:
-            os.environ["LAMBDASLIM_RIE"] = _emulator.fetch_rie()
+            os.environ["LAMBDASLIM_RIE"] = testing.fetch_rie()
         except Exception as exc:  # noqa: BLE001 - fall back to our Runtime API server
             print(f"(no emulator: {exc}; using lambdaslim's Runtime API server)")
     r = cold_start(runs=args.runs, level=args.level)

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _trees import size_of, tree  # noqa: E402
 
-from lambdaslim._pack import DEFAULT_LEVEL, pack_tree  # noqa: E402
+from lambdaslim.build._pack import DEFAULT_LEVEL, pack_tree  # noqa: E402
 
 
 def zip_tree(src: Path, dest: Path, level: int) -> float:

@@ -21,10 +21,10 @@ import sys
 import tempfile
 import time
 
-from lambdaslim import _bytecode, _elf, _prune, _trace
-from lambdaslim._build import prepare_runtime
-from lambdaslim._pack import DEFAULT_LEVEL, pack_tree
-from lambdaslim._resolve import Target, install
+from lambdaslim.build import _bytecode, _elf, _prune, _record, _trace
+from lambdaslim.build._build import prepare_runtime
+from lambdaslim.build._pack import DEFAULT_LEVEL, pack_tree
+from lambdaslim.build._resolve import Target, install
 from lambdaslim._size import format_size
 
 STACK = ["numpy", "scipy", "pandas", "scikit-learn"]
@@ -77,7 +77,7 @@ def main() -> None:
         t = time.monotonic()
         libs = [os.path.join(tree, r) for r in _prune.walk_files(tree) if ".so" in r.rpartition("/")[2]]
         stripped = _elf.strip_libraries(libs, machine=target.machine)
-        _prune.sync_records(tree, changed=[os.path.relpath(p, tree) for p in stripped.stripped])
+        _record.sync_records(tree, changed=[os.path.relpath(p, tree) for p in stripped.stripped])
         row("- strip (verified)", *size(tree), base)
         print(f"    {len(stripped.stripped)} libraries stripped, {len(stripped.kept)} kept as they were "
               f"(would not load once stripped or no gain), {time.monotonic() - t:.1f} s")

@@ -35,8 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from lambdaslim import s3  # noqa: E402
-from lambdaslim._s3server import S3Server  # noqa: E402
-from lambdaslim._testing_proxy import CuttingProxy  # noqa: E402
+from lambdaslim.testing._s3server import S3Server  # noqa: E402
+from lambdaslim.testing._proxy import CuttingProxy  # noqa: E402
 
 
 def median_time(fn: Callable[[], Any], repeat: int, check: Callable[[Any], None]) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdaslim._pack import pack_tree
+from lambdaslim.build._pack import pack_tree
 
 from helpers import unzip_layer
 from lambdaenv import finish, run, start
@@ -113,7 +113,7 @@ def test_eight_processes_extract_once(opt: Path, tmp: Path, tmp_path: Path) -> N
 
 
 KILLABLE = (
-    "import os, time, lambdaslim._extract as ex\n"
+    "import os, time, lambdaslim._runtime._extract as ex\n"
     "real = ex.extract_part\n"
     "calls = []\n"
     "def slow(*a, **k):\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lambdaslim
-from lambdaslim._budget import Budget
+from lambdaslim._runtime._budget import Budget
 from lambdaslim._size import format_size, parse_size
 
 

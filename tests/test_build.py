@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from lambdaslim import _bytecode, _elf, _prune
-from lambdaslim._format import loads
-from lambdaslim._resolve import Target, install
+from lambdaslim.build import _bytecode, _elf, _prune
+from lambdaslim._runtime._format import loads
+from lambdaslim.build._resolve import Target, install
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def test_cross_arch_layer_holds_only_target_machine_libraries(cross_layer: tuple
     assert {p for p, d in libs.items() if elf_machine(d) != want} == set()
     assert "threadpoolctl.py" in files
     with zipfile.ZipFile(layer) as zf:
-        runtime = [n for n in zf.namelist() if n.startswith("python/zstandard/") and n.endswith(".so")]
+        runtime = [n for n in zf.namelist() if n.startswith("python/lambdaslim/_vendor/zstandard/") and n.endswith(".so")]
         assert runtime and all(elf_machine(zf.read(n)) == want for n in runtime)
         assert all(f"cpython-{OTHER_PY.replace('.', '')}" in n for n in runtime)
     # bytecode is version-specific: a pack for another Python ships sources and says so

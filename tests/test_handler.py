@@ -18,9 +18,10 @@ import pytest
 
 import lambdaslim
 import lambdaslim.budget
-from lambdaslim import _coldstart, _handler, _snapstart
-from lambdaslim._localenv import LambdaContext
-from lambdaslim._scratch import ScratchError
+from lambdaslim import _handler
+from lambdaslim._handler import _coldstart, _snapstart
+from lambdaslim.testing._localenv import LambdaContext
+from lambdaslim._handler._scratch import ScratchError
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +34,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LAMBDASLIM_TMP", str(root))
     monkeypatch.setenv("LAMBDASLIM_LAYER_ROOTS", str(tmp_path / "opt"))
     state = _coldstart.ColdStart()
-    for module in (_coldstart, _handler, _snapstart):
-        monkeypatch.setattr(module, "STATE", state)
+    monkeypatch.setattr(_coldstart, "STATE", state)  # the one place that knows
     return root
 
 
@@ -93,7 +93,7 @@ def test_init_measured_from_process_start() -> None:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         time.sleep(0.3)                      # stands for heavy imports at init
         import lambdaslim
-        from lambdaslim._localenv import LambdaContext
+        from lambdaslim.testing._localenv import LambdaContext
         got = []
         class Grab(logging.Handler):
             def emit(self, record):

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from lambdaslim import _emulator
-from lambdaslim.pytest_plugin import LambdaTmp
+from lambdaslim import testing
+from lambdaslim.testing.plugin import LambdaTmp
 
 APP = '''
 import os
@@ -54,7 +54,7 @@ def numpy_app(tmp_path: Path) -> Path:
 def test_packed_numpy_handler_cold_then_warm_under_the_emulator(
     cold_start: Any, lambda_layers: Any, lambda_tmp: LambdaTmp, numpy_app: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LAMBDASLIM_RIE", _emulator.find_rie() or _emulator.fetch_rie())
+    monkeypatch.setenv("LAMBDASLIM_RIE", testing.find_rie() or testing.fetch_rie())
     opt = lambda_layers(["numpy", "six"])
     events = [{"n": 1000}, {"n": 1000}, {"n": 1000}, {"lazy": True}]
     run = cold_start("app.handler", numpy_app, events=events, layers=opt, backend="rie")
@@ -101,8 +101,8 @@ def test_snapstart_hooks_extract_before_snapshot_and_repair_after_restore(lambda
         os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
         import lambdaslim.bootstrap as bootstrap
         import lambdaslim
-        from lambdaslim import _snapstart
-        from lambdaslim._budget import MARKER
+        from lambdaslim._handler import _snapstart
+        from lambdaslim._runtime._budget import MARKER
 
         fn = lambdaslim.handler(lambda event, context: event)
         out = {{"hooks": _snapstart.register_hooks()}}
@@ -123,7 +123,7 @@ def test_snapstart_hooks_extract_before_snapshot_and_repair_after_restore(lambda
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDASLIM_")}
     env.update({"LAMBDASLIM_LAYER_ROOTS": str(opt.path), "LAMBDASLIM_TMP": str(root),
-                "PYTHONPATH": os.pathsep.join([str(opt.python), _emulator.runtime_dir()])})
+                "PYTHONPATH": os.pathsep.join([str(opt.python), testing.runtime_dir()])})
     done = subprocess.run([sys.executable, "-S", "-c", script], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])

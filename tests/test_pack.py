@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from lambdaslim import ArchiveError, PackError
-from lambdaslim._extract import extract_unit
-from lambdaslim._format import read_index
-from lambdaslim._pack import pack_tree
-from lambdaslim._scan import scan
+from lambdaslim._runtime._extract import extract_unit
+from lambdaslim._runtime._format import read_index
+from lambdaslim.build._pack import pack_tree
+from lambdaslim.build._scan import scan
 
 from helpers import make_dist, tree_digest, unzip_layer
 
@@ -72,8 +72,13 @@ def test_layer_layout_has_runtime_python_folder(small_site: Path, tmp_path: Path
         names = zf.namelist()
     assert "python/lambdaslim/__init__.py" in names
     assert "python/lambdaslim/bootstrap.py" in names or any(n.startswith("python/lambdaslim/_") for n in names)
-    assert any(n.startswith("python/zstandard/") for n in names)
-    assert any(n.startswith("python/filelock/") for n in names)
+    # lambdaslim's zstandard and filelock are private copies: no top-level package, no dist-info
+    assert any(n.startswith("python/lambdaslim/_vendor/zstandard/") for n in names)
+    assert any(n.startswith("python/lambdaslim/_vendor/filelock/") for n in names)
+    assert not any(n.startswith(("python/zstandard", "python/filelock")) for n in names)
+    # the build side never ships
+    assert not any(n.startswith(("python/lambdaslim/build/", "python/lambdaslim/testing/")) for n in names)
+    assert not any(n.startswith(("python/lambdaslim/_cli", "python/lambdaslim/_demo")) for n in names)
     base = f"lambdaslim/{result.index.layer_id}/"
     assert base + "index.json" in names
     assert any(n.startswith(base + "meta/numpy-") and n.endswith("/METADATA") for n in names)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from lambdaslim import PackError, StubbedDistributionError
-from lambdaslim import _bytecode, _elf, _limits, _prune, _stub, _trace
-from lambdaslim._build import LayerOut, check_limits, split_names
-from lambdaslim._resolve import Target, explain_failure
+from lambdaslim.build import _bytecode, _elf, _limits, _prune, _stub, _trace
+from lambdaslim.build._build import LayerOut, check_limits, split_names
+from lambdaslim.build._resolve import Target, explain_failure
 
 from helpers import make_dist
 

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 import lambdaslim
-from lambdaslim import _emulator, _tmpfs
-from lambdaslim._budget import get_budget
-from lambdaslim.pytest_plugin import LambdaContext, LambdaTmp
+from lambdaslim import testing
+from lambdaslim.testing import _tmpfs
+from lambdaslim._runtime._budget import get_budget
+from lambdaslim.testing.plugin import LambdaContext, LambdaTmp
 
 SRC = str(Path(lambdaslim.__file__).resolve().parents[1])
 
@@ -124,7 +125,7 @@ def test_lambda_tmp_falls_back_when_threads_run(tmp_path: Path) -> None:
             def test_it(lambda_tmp):
                 assert lambda_tmp.mode == "budget"
                 assert "threads" in lambda_tmp.reason
-                from lambdaslim._budget import get_budget
+                from lambdaslim._runtime._budget import get_budget
                 with pytest.raises(lambdaslim.StorageBudgetError):
                     with get_budget().reserve("x", 2_000_000):
                         pass
@@ -147,7 +148,7 @@ def test_lambda_tmp_unprivileged_user_namespace() -> None:
                 f"""
                 import errno, json, os, sys
                 sys.path.insert(0, {SRC!r})
-                from lambdaslim import _tmpfs
+                from lambdaslim.testing import _tmpfs
                 reason = _tmpfs.enter_private_namespace()
                 out = {{"uid": os.getuid(), "reason": reason}}
                 if reason is None:
@@ -280,7 +281,7 @@ def test_lambda_runtime_api_backend(lambda_runtime: Any, lambda_tmp: LambdaTmp, 
 def test_lambda_runtime_emulator_backend(
     lambda_runtime: Any, lambda_tmp: LambdaTmp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rie = _emulator.find_rie() or _emulator.fetch_rie()
+    rie = testing.find_rie() or testing.fetch_rie()
     monkeypatch.setenv("LAMBDASLIM_RIE", rie)
     rt = lambda_runtime("app.handler", _app(tmp_path), backend="rie")
     assert rt.backend == "rie"
@@ -304,7 +305,7 @@ def test_runtime_log_formats_carry_the_invocation_record(
     lambda_runtime: Any, tmp_path: Path, log_format: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Under AWS_LAMBDA_LOG_FORMAT=JSON the runtime nests the record as an object; both parse."""
-    from lambdaslim._emulator import invocation_records
+    from lambdaslim.testing import invocation_records
 
     rt = lambda_runtime("app.handler", _app(tmp_path), backend="api", env={"AWS_LAMBDA_LOG_FORMAT": log_format})
     assert rt.invoke({"n": 1}).ok and rt.invoke({"n": 2}).ok

@@ -12,7 +12,7 @@ import pytest
 from s3_helpers import KiB
 
 from lambdaslim import s3
-from lambdaslim._pack import pack_tree
+from lambdaslim.build._pack import pack_tree
 from lambdaslim.budget import get_budget
 
 from helpers import make_dist, unzip_layer

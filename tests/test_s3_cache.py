@@ -175,7 +175,7 @@ _CHILD = textwrap.dedent("""
     from lambdaslim import s3
     sys.path.insert(0, {tests!r})
     from s3_helpers import KiB, MiB, RequestLog
-    from lambdaslim._s3server import S3Server
+    from lambdaslim.testing._s3server import S3Server
     server = S3Server.__new__(S3Server)
     server.__dict__.update({server!r})
     client = server.client()

@@ -11,7 +11,7 @@ import pytest
 from s3_helpers import KiB, MiB, RequestLog
 
 from lambdaslim import s3
-from lambdaslim._testing_proxy import CuttingProxy
+from lambdaslim.testing._proxy import CuttingProxy
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lambdaslim._s3server import S3Server, find_weed
+from lambdaslim.testing._s3server import S3Server, find_weed
 
 
 def _listening_addresses(pid: int) -> list[str]:

@@ -6,22 +6,23 @@ loaded on first access, so ``import lambdaslim`` stays cheap (see tests/test_imp
 
 from __future__ import annotations
 
-from ._errors import ArchiveError, LambdaslimError, PackError, StorageBudgetError
+from ._runtime._errors import ArchiveError, StorageBudgetError
+from ._errors import LambdaslimError
 from ._version import __version__
 
 # name -> module that defines it; imported on first attribute access.
 _LAZY: dict[str, str] = {
-    "StubbedDistributionError": "._stubbed",
+    "PackError": ".build._errors",  # the build part: not in a layer's copy of lambdaslim
+    "StubbedDistributionError": "._runtime._errors",
     "handler": "._handler",
     "remaining": "._handler",
-    "ResponseTooLargeError": "._handler",
-    "scratch": "._scratch",
+    "ResponseTooLargeError": "._handler._errors",
+    "scratch": "._handler",
 }
 
 __all__ = [
     "ArchiveError",
     "LambdaslimError",
-    "PackError",
     "StorageBudgetError",
     "__version__",
     *_LAZY,

@@ -37,12 +37,12 @@ def _size_arg(text: str) -> int:
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:
-    from ._pack import pack_tree
+    from .build._pack import pack_tree
 
     result = pack_tree(args.src, args.output, level=args.level, part_bytes=args.part_size, quiet=args.quiet,
                        runtime_dir=getattr(args, "runtime_dir", None))
     if not args.quiet:
-        from ._inspect import render, report
+        from .build._inspect import render, report
 
         print(render(report(result.output)))
         print(f"\nwrote {result.output} ({format_size(result.layer_zip_bytes)}) in {result.seconds:.1f} s")
@@ -50,7 +50,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from ._inspect import render, report
+    from .build._inspect import render, report
 
     data = report(args.layer)
     if args.json:
@@ -62,7 +62,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._pack import DEFAULT_LEVEL, DEFAULT_PART_BYTES
+    from .build._pack import DEFAULT_LEVEL, DEFAULT_PART_BYTES
 
     parser = argparse.ArgumentParser(
         prog="lambdaslim", description="Pack big Python dependencies into AWS Lambda layers.")
@@ -80,17 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime-dir", metavar="DIR",
                    help="zstandard and filelock installed for the target (pip install --platform ... "
                         "--target DIR), for a layer built for another Python or architecture")
-    from . import _cli_build  # the build options (-r, --python, --arch, --strip...) and verify
+    from .build import _cli as build_cli  # the build options (-r, --python, --arch, --strip...) and verify
 
-    _cli_build.add_pack_options(p)
-    p.set_defaults(func=lambda a: _cli_build.cmd_pack(a, _cmd_pack))
+    build_cli.add_pack_options(p)
+    p.set_defaults(func=lambda a: build_cli.cmd_pack(a, _cmd_pack))
 
     p = sub.add_parser("inspect", help="show what a packed layer holds, against Lambda's limits")
     p.add_argument("layer", metavar="LAYER_ZIP")
     p.add_argument("--json", action="store_true", help="print a stable JSON object")
     p.set_defaults(func=_cmd_inspect)
 
-    _cli_build.register_verify(sub)
+    build_cli.register_verify(sub)
     for register in _EXTRA:
         register(sub)
     return parser

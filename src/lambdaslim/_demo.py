@@ -77,9 +77,10 @@ def run_demo(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run the demo; return its figures (also what the table prints)."""
-    from . import _emulator, _tmpfs
-    from ._layers import build_opt, built_layer
-    from ._pack import DEFAULT_LEVEL
+    from . import testing
+    from .testing import _tmpfs
+    from .testing import build_opt, built_layer
+    from .build._pack import DEFAULT_LEVEL
 
     requirements = requirements or list(REQUIREMENTS)
     # Enter a private mount namespace while this process still has a single thread.
@@ -114,37 +115,37 @@ def run_demo(
         with open(os.path.join(task, "app.py"), "w", encoding="utf-8") as fh:
             fh.write(APP)
 
-        if backend in ("auto", "rie") and _emulator.find_rie() is None and fetch_rie:
+        if backend in ("auto", "rie") and testing.find_rie() is None and fetch_rie:
             _say(quiet, "[2/3] fetching the Runtime Interface Emulator from the aws-sam-cli wheel (cached)")
             try:
-                os.environ["LAMBDASLIM_RIE"] = _emulator.fetch_rie()
+                os.environ["LAMBDASLIM_RIE"] = testing.fetch_rie()
             except Exception as exc:  # no registry: our Runtime API server drives awslambdaric
                 if backend == "rie":
                     raise
                 _say(quiet, f"      could not fetch it ({exc}); using lambdaslim's Runtime API server")
         _say(quiet, "[3/3] invoking the handler: cold, then warm")
-        runtime = _emulator.LocalRuntime(
+        runtime = testing.LocalRuntime(
             "app.handler", task, env=env, backend=backend, timeout=120, memory_mb=2048,
             python_path=[os.path.join(opt, "python")], log_path=os.path.join(work, "runtime.log"),
         )
         with runtime:
             calls = [runtime.invoke({"samples": 2000, "seed": i}) for i in range(1 + warm)]
-            records = _emulator.invocation_records(runtime.logs())
+            records = testing.invocation_records(runtime.logs())
             logs = runtime.logs()
         failed = [c for c in calls if not c.ok]
         if failed:
-            raise _emulator.EmulatorError(f"the handler failed: {failed[0].error}\n{logs[-3000:]}")
+            raise testing.EmulatorError(f"the handler failed: {failed[0].error}\n{logs[-3000:]}")
         # A new process in the same sandbox (as after a timeout): trees are reused, not extracted.
-        restart = _emulator.LocalRuntime(
+        restart = testing.LocalRuntime(
             "app.handler", task, env=env, backend=backend, timeout=120, memory_mb=2048,
             python_path=[os.path.join(opt, "python")], log_path=os.path.join(work, "runtime2.log"),
         )
         with restart:
             again = restart.invoke({"samples": 2000})
-            restart_records = _emulator.invocation_records(restart.logs())
+            restart_records = testing.invocation_records(restart.logs())
         cold = records[0] if records else {}
         last = records[-1] if records else {}
-        from ._inspect import report
+        from .build._inspect import report
 
         totals = report(layer)["totals"]
         init_ms = cold.get("init_ms")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os as _os
 import time as _time
-from ._finder import LayerFinder, install
+from ._runtime._finder import LayerFinder, install
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover

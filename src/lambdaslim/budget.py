@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ._budget import Budget, Usage, get_budget
+from ._runtime._budget import Budget, Usage, get_budget
 
 __all__ = ["Budget", "Usage", "available", "get_budget", "usage"]
 

@@ -1,0 +1,49 @@
+"""Settings read from ``LAMBDASLIM_*`` environment variables (an explicit argument always wins).
+
+Kept free of heavy imports: ``lambdaslim.bootstrap`` reads it at cold start.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_ROOT = "/tmp/lambdaslim"
+DEFAULT_LAYER_ROOTS = ("/opt",)
+
+
+def extraction_root() -> str:
+    """Where packages are extracted and caches and scratch folders live (``LAMBDASLIM_TMP``)."""
+    return os.environ.get("LAMBDASLIM_TMP") or DEFAULT_ROOT
+
+
+def tmp_limit() -> int | None:
+    """The byte cap from ``LAMBDASLIM_TMP_LIMIT`` (``512MB``, ``1GiB``, ``1000``), or None."""
+    text = os.environ.get("LAMBDASLIM_TMP_LIMIT", "").strip()
+    if not text:
+        return None
+    from .._size import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ValueError(f"LAMBDASLIM_TMP_LIMIT: {exc}") from None
+
+
+def layer_roots() -> list[str]:
+    """Folders searched for packed layers: ``LAMBDASLIM_LAYER_ROOTS`` or /opt and the task root."""
+    text = os.environ.get("LAMBDASLIM_LAYER_ROOTS")
+    if text is not None:
+        return [p for p in text.split(os.pathsep) if p]
+    roots = list(DEFAULT_LAYER_ROOTS)
+    task_root = os.environ.get("LAMBDA_TASK_ROOT")
+    if task_root:
+        roots.append(task_root)
+    return roots
+
+
+def flag(name: str, default: bool = False) -> bool:
+    """A boolean environment variable: 1/true/yes/on are true."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
