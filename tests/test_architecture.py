@@ -219,3 +219,36 @@ def test_layer_copy_alone_runs_bootstrap_handler_and_s3(tmp_path: Path, six_laye
     assert out["six"].startswith(str(tmp_path / "tmp")) and out["url"] == ["my-bucket", "k"] and out["usage"]
     assert mods == ["six"]  # our zstandard and filelock are private: the function's names stay free
     assert vendored  # and they are what the extraction used
+
+
+def test_the_functions_own_filelock_is_not_shadowed(tmp_path: Path) -> None:
+    """A function that packs another filelock imports its own; metadata lists it once; the
+    report says which copy the function gets; lambdaslim still locks with its private copy."""
+    from conftest import pip_target
+    from lambdaslim.build import pack_tree, report
+
+    layer = tmp_path / "layer.zip"
+    pack_tree(str(pip_target(["filelock==3.12.0"])), str(layer), level=1, quiet=True)
+    imports = report(str(layer))["runtime"]["function_imports"]
+    assert imports["filelock"] == {"source": "layer", "distribution": "filelock", "version": "3.12.0"}
+    assert imports["zstandard"] == {"source": None}
+    opt = tmp_path / "opt"
+    with zipfile.ZipFile(layer) as zf:
+        zf.extractall(opt)
+    code = (
+        "import sys, json\n"
+        f"sys.path[:0] = [{str(opt / 'python')!r}]\n"
+        "import lambdaslim.bootstrap, importlib.metadata as md\n"
+        "import filelock\n"
+        "names = [d.metadata['Name'] for d in md.distributions()]\n"
+        "print(json.dumps([filelock.__version__, filelock.__file__, names.count('filelock'),\n"
+        "                  md.version('filelock'), 'lambdaslim._vendor.filelock' in sys.modules]))\n"
+    )
+    env = {"LAMBDASLIM_LAYER_ROOTS": str(opt), "LAMBDASLIM_TMP": str(tmp_path / "tmp"), "PATH": os.environ["PATH"]}
+    proc = subprocess.run([sys.executable, "-S", "-I", "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    version, path, count, md_version, private_loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert version == "3.12.0" and path.startswith(str(tmp_path / "tmp")) and count == 1 and md_version == "3.12.0"
+    assert private_loaded  # extracting the user's filelock took lambdaslim's own lock
