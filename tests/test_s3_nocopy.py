@@ -114,3 +114,19 @@ def test_plan_follows_cpus_and_size() -> None:
             "print(_plan.cpu_count(), _plan.default_concurrency())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["1", str(_plan.default_concurrency(1))]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_fast_first_connection_means_fewer_connections(client: Any, s3_server: Any, fast: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # FAST_LINK 0: every connection counts as fast (the CPU is the limit); inf: never
+    monkeypatch.setattr(_plan, "FAST_LINK", 0.0 if fast else float("inf"))
+    monkeypatch.setattr(_plan, "cpu_count", lambda: 2)
+    data = os.urandom(_plan.FIRST_GET + 3 * _plan.MIN_PART)
+    key = _put(client, s3_server.bucket, data)
+    log = RequestLog(client)
+    assert s3.stream_get(s3_server.bucket, key, client=client, cache=None).read() == data
+    rest = len(data) - _plan.FIRST_GET
+    connections = _plan.fast_link_concurrency(2) if fast else _plan.default_concurrency(2)
+    assert len(log.gets()) == 1 + -(-rest // _plan.part_size_for(rest, connections))
+    assert len(log.gets()) == (2 if fast else 4)

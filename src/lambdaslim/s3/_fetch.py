@@ -328,13 +328,18 @@ def fetch(
     stop = object_size if hi is None else min(hi, object_size)
     size = max(0, stop - start)
     body_stop = min(body_stop, stop)
-    step = part_size if part_size is not None else _plan.part_size_for(stop - body_stop, connections)
     try:
         target = sink(size) if sink is not None else MemoryTarget(size)
     except BaseException:
         _close_quietly(response["Body"])
         raise
-    tasks: list[tuple[int, int, Any]] = [(start, body_stop, response)]
+    probed = 0
+    if max_concurrency is None and part_size is None and body_stop < stop:
+        probed, fast = _probe(dl, target, response, min(_plan.PROBE_BYTES, body_stop - start))
+        if fast:
+            connections = min(connections, _plan.fast_link_concurrency())
+    step = part_size if part_size is not None else _plan.part_size_for(stop - body_stop, connections)
+    tasks: list[tuple[int, int, Any]] = [(start + probed, body_stop, response)]
     tasks += [(p, min(p + step, stop), None) for p in range(body_stop, stop, step)]
     try:
         if len(tasks) == 1:
@@ -353,6 +358,29 @@ def fetch(
         last_modified=response.get("LastModified"),
         requests=dl.requests,
     )
+
+
+def _probe(dl: _Download, target: Target, response: Any, nbytes: int) -> tuple[int, bool]:
+    """Read the first ``nbytes`` of ``response`` into ``target`` (at 0), timed: (bytes read,
+    whether the connection is faster than :data:`_plan.FAST_LINK`). A failure here is left to
+    the range's own retries (the body is read on from where the probe stopped)."""
+    readinto = _direct_readinto(response["Body"])
+    if readinto is None or nbytes <= 0:
+        return 0, False
+    got = 0
+    began = time.perf_counter()
+    try:
+        while got < nbytes:
+            region = target.region(got, nbytes - got)
+            n = readinto(region)
+            if not n:
+                break
+            target.commit(got, region[:n])
+            got += n
+    except dl.transient:
+        return got, False
+    elapsed = time.perf_counter() - began
+    return got, got >= nbytes and got >= _plan.FAST_LINK * elapsed
 
 
 def _run_parallel(dl: _Download, target: Target, base: int, etag: str,
