@@ -335,7 +335,8 @@ def fetch(
         raise
     probed = 0
     if max_concurrency is None and part_size is None and body_stop < stop:
-        probed, fast = _probe(dl, target, response, min(_plan.PROBE_BYTES, body_stop - start))
+        probed, fast = _plan.time_first_bytes(_direct_readinto(response["Body"]), target,
+                                              min(_plan.PROBE_BYTES, body_stop - start), dl.transient)
         if fast:
             connections = min(connections, _plan.fast_link_concurrency())
     step = part_size if part_size is not None else _plan.part_size_for(stop - body_stop, connections)
@@ -358,29 +359,6 @@ def fetch(
         last_modified=response.get("LastModified"),
         requests=dl.requests,
     )
-
-
-def _probe(dl: _Download, target: Target, response: Any, nbytes: int) -> tuple[int, bool]:
-    """Read the first ``nbytes`` of ``response`` into ``target`` (at 0), timed: (bytes read,
-    whether the connection is faster than :data:`_plan.FAST_LINK`). A failure here is left to
-    the range's own retries (the body is read on from where the probe stopped)."""
-    readinto = _direct_readinto(response["Body"])
-    if readinto is None or nbytes <= 0:
-        return 0, False
-    got = 0
-    began = time.perf_counter()
-    try:
-        while got < nbytes:
-            region = target.region(got, nbytes - got)
-            n = readinto(region)
-            if not n:
-                break
-            target.commit(got, region[:n])
-            got += n
-    except dl.transient:
-        return got, False
-    elapsed = time.perf_counter() - began
-    return got, got >= nbytes and got >= _plan.FAST_LINK * elapsed
 
 
 def _run_parallel(dl: _Download, target: Target, base: int, etag: str,

@@ -22,6 +22,10 @@ slower. So:
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+
+from ._buffer import Target
 
 MiB = 1 << 20
 FIRST_GET = 8 * MiB
@@ -59,3 +63,25 @@ def part_size_for(remaining: int, connections: int) -> int:
 def fast_link_concurrency(cpus: int | None = None) -> int:
     """Connections when one connection already carries more than the CPUs can take in."""
     return max(2, cpu_count() if cpus is None else cpus)
+
+
+def time_first_bytes(readinto: Callable[[memoryview], int] | None, target: Target, nbytes: int,
+                     transient: tuple[type[BaseException], ...]) -> tuple[int, bool]:
+    """Read the first ``nbytes`` of a response (``readinto`` of its body) into ``target`` at 0,
+    timed: (bytes read, whether the connection is faster than :data:`FAST_LINK`). A failure is
+    left to the range's own retries, which read on from where this stopped."""
+    if readinto is None or nbytes <= 0:
+        return 0, False
+    got = 0
+    began = time.perf_counter()
+    try:
+        while got < nbytes:
+            region = target.region(got, nbytes - got)
+            n = readinto(region)
+            if not n:
+                break
+            target.commit(got, region[:n])
+            got += n
+    except transient:
+        return got, False
+    return got, got >= nbytes and got >= FAST_LINK * (time.perf_counter() - began)
