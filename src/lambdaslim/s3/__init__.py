@@ -17,11 +17,13 @@ from ._errors import (
     S3AccessDeniedError,
     S3BucketNotFoundError,
     S3Error,
+    S3KeyPathError,
     S3ObjectNotFoundError,
     S3RangeError,
     S3TransferError,
     S3URLError,
 )
+from ._dir import fetch_dir, fetch_file
 from ._get import stream_get
 from ._object import S3Object
 from ._put import stream_put
@@ -33,6 +35,7 @@ __all__ = [
     "S3AccessDeniedError",
     "S3BucketNotFoundError",
     "S3Error",
+    "S3KeyPathError",
     "S3Object",
     "S3ObjectNotFoundError",
     "S3RangeError",
@@ -40,6 +43,8 @@ __all__ = [
     "S3URLError",
     "cache_info",
     "clear_cache",
+    "fetch_dir",
+    "fetch_file",
     "get_client",
     "parse_url",
     "set_client",

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from .._runtime._budget import pid_alive
-from ._object import Buffer, allocate
+from ._buffer import Buffer, allocate
 
 log = logging.getLogger("lambdaslim.s3")
 
@@ -259,8 +259,8 @@ class DiskCache:
                 return None
             size = int(meta["nbytes"])
             with open(os.path.join(entry_dir, "data"), "rb", buffering=0) as fh:
-                buffer = allocate(size)
-                with memoryview(buffer) as view:
+                buffer, view = allocate(size)
+                with view:
                     got = 0
                     while got < size:
                         n = fh.readinto(view[got:])

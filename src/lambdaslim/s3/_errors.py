@@ -46,6 +46,11 @@ class S3RangeError(S3Error, ValueError):
     """The byte range asked for lies outside the object (S3's ``InvalidRange``)."""
 
 
+class S3KeyPathError(S3Error, ValueError):
+    """An object's key cannot be a file path under the folder (``..``, empty segments, or a
+    key that is both an object and a folder of objects)."""
+
+
 class ObjectChangedError(S3Error, RuntimeError):
     """The object was overwritten while it was being read; no mix of versions is returned.
 

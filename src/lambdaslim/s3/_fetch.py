@@ -28,11 +28,10 @@ from ._errors import (
     error_code,
     translate,
 )
-from ._object import Buffer, allocate
+from . import _plan
+from ._buffer import Buffer, MemoryTarget, Target
 
 MiB = 1 << 20
-PART_SIZE = 8 * MiB
-MAX_CONCURRENCY = 10
 MAX_ATTEMPTS = 5  # consecutive failures of one range without progress before giving up
 READ_CHUNK = 1 * MiB
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -138,9 +137,9 @@ class _Download:
                 raise ObjectChangedError(self.bucket, self.key, params["IfMatch"]) from None
             raise
 
-    def fill(self, view: memoryview, base: int, start: int, stop: int, etag: str,
+    def fill(self, target: Target, base: int, start: int, stop: int, etag: str,
              response: Any = None) -> None:
-        """Write object bytes ``[start, stop)`` into ``view`` at ``start - base``.
+        """Write object bytes ``[start, stop)`` into ``target`` at ``start - base``.
 
         ``response`` is an already open GET whose body begins at ``start``. Dropped
         connections resume at the byte reached; ``max_attempts`` failures in a row without
@@ -170,14 +169,16 @@ class _Download:
                     if self.failed.is_set():
                         return
                     want = min(READ_CHUNK, stop - pos)
+                    region = target.region(pos - base, want)
                     if readinto is not None:
-                        n = readinto(view[pos - base : pos - base + want])
+                        n = readinto(region)
                     else:
                         chunk = body.read(want)
                         n = len(chunk)
-                        view[pos - base : pos - base + n] = chunk
+                        region[:n] = chunk
                     if not n:
                         raise _ShortBody(f"body ended at byte {pos} of {stop}")
+                    target.commit(pos - base, region[:n])
                     pos += n
                 if readinto is not None:
                     _release(body)
@@ -253,21 +254,34 @@ def fetch(
     version_id: str | None = None,
     byte_range: tuple[int, int | None] | None = None,
     if_none_match: str | None = None,
-    part_size: int = PART_SIZE,
-    max_concurrency: int = MAX_CONCURRENCY,
+    if_match: str | None = None,
+    part_size: int | None = None,
+    max_concurrency: int | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    sink: Callable[[int], Target] | None = None,
 ) -> Fetched | None:
-    """Download the object (or ``byte_range`` of it); None when ``if_none_match`` still holds (304)."""
+    """Download the object (or ``byte_range`` of it); None when ``if_none_match`` still holds (304).
+
+    ``part_size``/``max_concurrency`` None: chosen by :mod:`._plan`. ``if_match``: the ETag the
+    object must still have (else :class:`ObjectChangedError`). ``sink(size)`` gives where the
+    bytes go (default: memory, returned as ``Fetched.data``).
+    """
     from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-    if part_size < 1:
+    if part_size is not None and part_size < 1:
         raise ValueError(f"part_size must be positive, not {part_size}")
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be positive, not {max_concurrency}")
+    connections = max_concurrency if max_concurrency is not None else _plan.default_concurrency()
     lo, hi = normalize_range(byte_range)
-    first_stop = lo + part_size if hi is None else min(hi, lo + part_size)
+    first = part_size if part_size is not None else _plan.FIRST_GET
+    first_stop = lo + first if hi is None else min(hi, lo + first)
     dl = _Download(client, bucket, key, version_id, max(1, max_attempts))
     params: dict[str, Any] = {"Range": f"bytes={lo}-{first_stop - 1}"}
     if if_none_match is not None:
         params["IfNoneMatch"] = if_none_match
+    if if_match is not None:
+        params["IfMatch"] = if_match
     # KeyError/ValueError: headers cut short (no Content-Length, a garbled number)
     retryable: tuple[type[BaseException], ...] = (*dl.transient, KeyError, ValueError)
     response = None
@@ -314,16 +328,30 @@ def fetch(
     stop = object_size if hi is None else min(hi, object_size)
     size = max(0, stop - start)
     body_stop = min(body_stop, stop)
-    buffer = allocate(size)
-    tasks: list[tuple[int, int, Any]] = [(start, body_stop, response)]
-    tasks += [(p, min(p + part_size, stop), None) for p in range(body_stop, stop, part_size)]
-    with memoryview(buffer) as view:
+    try:
+        target = sink(size) if sink is not None else MemoryTarget(size)
+    except BaseException:
+        _close_quietly(response["Body"])
+        raise
+    probed = 0
+    if max_concurrency is None and part_size is None and body_stop < stop:
+        probed, fast = _plan.time_first_bytes(_direct_readinto(response["Body"]), target,
+                                              min(_plan.PROBE_BYTES, body_stop - start), dl.transient)
+        if fast:
+            connections = min(connections, _plan.fast_link_concurrency())
+    step = part_size if part_size is not None else _plan.part_size_for(stop - body_stop, connections)
+    tasks: list[tuple[int, int, Any]] = [(start + probed, body_stop, response)]
+    tasks += [(p, min(p + step, stop), None) for p in range(body_stop, stop, step)]
+    try:
         if len(tasks) == 1:
-            dl.fill(view, start, start, body_stop, etag, response)
+            dl.fill(target, start, start, body_stop, etag, response)
         else:
-            _run_parallel(dl, view, start, etag, tasks, max_concurrency)
+            _run_parallel(dl, target, start, etag, tasks, connections)
+    except BaseException:
+        target.abort()
+        raise
     return Fetched(
-        data=buffer,
+        data=target.finish(),
         etag=etag,
         object_size=object_size,
         version_id=response.get("VersionId"),
@@ -333,12 +361,12 @@ def fetch(
     )
 
 
-def _run_parallel(dl: _Download, view: memoryview, base: int, etag: str,
+def _run_parallel(dl: _Download, target: Target, base: int, etag: str,
                   tasks: list[tuple[int, int, Any]], max_concurrency: int) -> None:
     workers = max(1, min(max_concurrency, len(tasks)))
     error: BaseException | None = None
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambdaslim-s3") as pool:
-        futures = [pool.submit(dl.fill, view, base, a, b, etag, resp) for a, b, resp in tasks]
+        futures = [pool.submit(dl.fill, target, base, a, b, etag, resp) for a, b, resp in tasks]
         for future in futures:
             try:
                 future.result()

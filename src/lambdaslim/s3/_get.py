@@ -8,7 +8,7 @@ from typing import Any
 from . import _url
 from ._cache import CacheKey, Entry, disk_cache, memory_cache
 from ._client import endpoint_of, get_client
-from ._fetch import MAX_ATTEMPTS, MAX_CONCURRENCY, PART_SIZE, Fetched, fetch, normalize_range
+from ._fetch import MAX_ATTEMPTS, Fetched, fetch, normalize_range
 from ._object import S3Object
 
 _CACHES = ("memory", "tmp")
@@ -23,15 +23,17 @@ def stream_get(
     max_age: float | None = None,
     version_id: str | None = None,
     byte_range: tuple[int, int | None] | None = None,
-    part_size: int = PART_SIZE,
-    max_concurrency: int = MAX_CONCURRENCY,
+    part_size: int | None = None,
+    max_concurrency: int | None = None,
     max_attempts: int = MAX_ATTEMPTS,
 ) -> S3Object:
     """Read ``s3://bucket/key`` (or ``source=bucket, key=key``) into memory.
 
-    Returns a read-only, seekable binary file (:class:`S3Object`). Objects larger than
-    ``part_size`` come in up to ``max_concurrency`` parallel ranged GETs pinned to one ETag;
-    an overwrite during the read raises :class:`ObjectChangedError`.
+    Returns a read-only, seekable binary file (:class:`S3Object`) whose ``read()`` hands out
+    the downloaded ``bytes`` themselves (no copy). Objects up to 8 MiB come in one GET; larger
+    ones in parallel ranged GETs pinned to one ETag, their parts written straight into place;
+    an overwrite during the read raises :class:`ObjectChangedError`. ``part_size`` and
+    ``max_concurrency`` default to a choice from the object's size and the CPUs available.
 
     ``cache``: ``"memory"`` (default) keeps the bytes in this process across invocations,
     ``"tmp"`` keeps them under the extraction root inside the storage budget, ``None``

@@ -7,19 +7,9 @@ it: a warm read hands out a new view, not a copy.
 from __future__ import annotations
 
 import io
-import mmap
 from datetime import datetime
-from typing import Union
 
-Buffer = Union[bytes, bytearray, mmap.mmap]
-
-
-def allocate(nbytes: int) -> bytearray | mmap.mmap:
-    """A zeroed writable buffer. Big ones are anonymous maps: pages appear as they are written,
-    in the threads that write them, instead of one thread zeroing the whole size up front."""
-    if nbytes >= 1 << 20:
-        return mmap.mmap(-1, nbytes)
-    return bytearray(nbytes)
+from ._buffer import Buffer
 
 
 class S3Object(io.BufferedIOBase):
