@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +45,11 @@ def _load() -> dict[str, Any]:
 
 def test_sam_template_translates_to_the_intended_function(monkeypatch: pytest.MonkeyPatch) -> None:
     template = _load()
-    # The paths the template names exist in the example (the layer after build.sh).
+    # The paths the template names exist in the example; `sam build` builds the layer with make.
     assert (EXAMPLE / template["Resources"]["PredictFunction"]["Properties"]["CodeUri"] / "app.py").is_file()
-    assert template["Resources"]["MLLayer"]["Properties"]["ContentUri"] == "build/layer.zip"
-    assert "lambdaslim pack" in (EXAMPLE / "build.sh").read_text()
+    assert template["Resources"]["MLLayer"]["Properties"]["ContentUri"] == "layer/"
+    assert template["Resources"]["MLLayer"]["Metadata"]["BuildMethod"] == "makefile"
+    assert "build-MLLayer:" in (EXAMPLE / "layer" / "Makefile").read_text()
 
     out = _translate(template, monkeypatch)["Resources"]
     functions = [r for r in out.values() if r["Type"] == "AWS::Lambda::Function"]
@@ -86,16 +92,73 @@ def test_example_handler_runs_on_a_packed_layer(cold_start: Any, lambda_layers: 
     assert list((lambda_tmp.root / "scratch").iterdir()) == []
 
 
-def test_build_script_commands_parse() -> None:
-    """Every ``lambdaslim`` line of build.sh is a valid command line for this lambdaslim."""
+def _make_targets(makefile: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(variables with their ``?=`` defaults, target -> its recipe as one shell text)."""
+    variables: dict[str, str] = {}
+    recipes: dict[str, str] = {}
+    current = None
+    for line in makefile.read_text().splitlines():
+        if line.startswith("\t") and current:
+            recipes[current] += line.strip().rstrip("\\") + " "
+        elif "?=" in line:
+            name, _, value = line.partition("?=")
+            variables[name.strip()] = value.strip()
+        elif re.match(r"^[\w-]+:", line) and not line.startswith("."):
+            current = line.split(":")[0]
+            recipes[current] = ""
+        else:
+            current = None
+    return variables, recipes
+
+
+def test_sam_layer_makefile_packs_for_the_template_target() -> None:
+    """``sam build`` runs ``make build-<LogicalId>``: that target exists for every makefile-built
+    resource, and its ``lambdaslim pack`` line is valid and targets the template's runtime."""
     import shlex
 
     from lambdaslim._cli import build_parser
 
-    lines = [ln.strip() for ln in (EXAMPLE / "build.sh").read_text().splitlines() if ln.strip().startswith("lambdaslim ")]
-    assert any(ln.startswith("lambdaslim pack ") for ln in lines)
-    for line in lines:
-        args = build_parser().parse_args(shlex.split(line)[1:])
-        if args.command == "pack":
-            assert args.python == "3.12" and args.arch == "arm64"  # what template.yaml declares
-            assert args.output == "build/layer.zip"
+    template = _load()
+    built = {name: r for name, r in template["Resources"].items()
+             if r.get("Metadata", {}).get("BuildMethod") == "makefile"}
+    assert set(built) == {"MLLayer"}
+    for name, resource in built.items():
+        folder = EXAMPLE / resource["Properties"]["ContentUri"]
+        variables, recipes = _make_targets(folder / "Makefile")
+        recipe = recipes[f"build-{name}"]
+        for var, value in variables.items():
+            recipe = recipe.replace(f"$({var})", value)
+        assert "$(ARTIFACTS_DIR)" in recipe  # what SAM zips into the layer
+        pack = next(cmd for cmd in recipe.split(";") if cmd.strip().startswith("lambdaslim pack "))
+        args = build_parser().parse_args(shlex.split(pack)[1:])
+        runtimes, archs = resource["Properties"]["CompatibleRuntimes"], resource["Properties"]["CompatibleArchitectures"]
+        assert [f"python{args.python}"] == runtimes and [args.arch] == archs == [resource["Metadata"]["BuildArchitecture"]]
+        for req in args.requirement_files:
+            assert (folder / req).read_text().split() == ["numpy", "scikit-learn"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_sam_layer_makefile_target_builds_a_layer(tmp_path: Path) -> None:
+    """What ``sam build`` runs, run here: a small requirement for the template's real target."""
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("six\n")
+    bindir = Path(sys.executable).parent
+    lambdaslim = bindir / "lambdaslim"
+    if not lambdaslim.exists():
+        pytest.skip("the lambdaslim script is not installed next to this interpreter")
+    proc = subprocess.run(
+        ["make", "-C", str(EXAMPLE / "layer"), "build-MLLayer", f"ARTIFACTS_DIR={artifacts}",
+         f"REQUIREMENTS={requirements}", f"LAMBDASLIM={lambdaslim}", f"PYTHON={sys.executable}"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (artifacts / "python" / "lambdaslim" / "bootstrap.py").is_file()
+    (index,) = artifacts.glob("lambdaslim/*/index.json")
+    data = json.loads(index.read_text())
+    assert [u["name"] for u in data["units"]] == ["six"]
+    for unit in data["units"]:
+        for part in unit["parts"]:
+            assert (index.parent / part["path"]).is_file()
+    assert not list(artifacts.rglob("*.zip"))  # the content of the layer zip, not the zip

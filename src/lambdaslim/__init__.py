@@ -10,6 +10,14 @@ from ._runtime._errors import ArchiveError, StorageBudgetError
 from ._errors import LambdaslimError
 from ._version import __version__
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: ``import lambdaslim`` must not import typing
+if TYPE_CHECKING:  # pragma: no cover
+    # What __getattr__ returns, for type checkers and the API reference (never run).
+    from ._handler import handler as handler, remaining as remaining, scratch as scratch
+    from ._handler._errors import ResponseTooLargeError as ResponseTooLargeError
+    from ._runtime._errors import StubbedDistributionError as StubbedDistributionError
+    from .build._errors import PackError as PackError
+
 # name -> module that defines it; imported on first attribute access.
 _LAZY: dict[str, str] = {
     "PackError": ".build._errors",  # the build part: not in a layer's copy of lambdaslim

@@ -1,7 +1,7 @@
 """A scikit-learn handler on Lambda: numpy, scipy and scikit-learn come from a lambdaslim layer.
 
-The layer (built by ``lambdaslim pack``, see build.sh) holds the packages compressed; the first
-import of each extracts it into /tmp, once per sandbox. ``@lambdaslim.handler`` logs one JSON
+The layer (built by ``lambdaslim pack`` inside ``sam build``, see layer/Makefile) holds the
+packages compressed; the first import of each extracts it into /tmp, once per sandbox. ``@lambdaslim.handler`` logs one JSON
 line per invocation (cold start, init and extraction time, /tmp use) and removes the
 invocation's scratch folder afterwards.
 """
