@@ -127,7 +127,7 @@ def scan(roots: list[str]) -> tuple[list[Found], list[Broken]]:
                 continue
             if bundle.import_names:  # a data zip with no Python in it is not a bundle
                 found.append(Found(full, root_no, bundle=bundle))
-    _one_copy_each(found)
+    one_copy_each(found)
     _unique_keys(found, broken)
     return found, broken
 
@@ -163,7 +163,7 @@ def _salvage(index_path: str, limit: int = 4 << 20) -> list[str]:
     return sorted(names)
 
 
-def _one_copy_each(found: list[Found]) -> None:
+def one_copy_each(found: list[Found]) -> None:
     """Apply the rule in this module's docstring: mark every copy but one ``shadowed_by``."""
     by_name: dict[str, list[Found]] = {}
     for f in found:
@@ -223,3 +223,48 @@ def status_row(e: Any) -> tuple[str, dict[str, Any]]:
         "error": error,
         "shadowed_by": e.shadowed_by,
     }
+
+
+def entries(roots: list[str], make: Any) -> list[Any]:
+    """The finder's entries (``make`` is its Entry class): usable, shadowed and broken ones."""
+    found, broken = scan(roots)
+    out: list[Any] = []
+    for f in found:
+        src, unit, bundle = f.source, f.unit, f.bundle
+        if unit is not None:
+            meta = [os.path.join(src, "meta", unit.dist_info)] if unit.dist_info else []
+            e = make(key=unit.key, name=unit.name, version=unit.version, kind=unit.kind, sha256=unit.sha256,
+                     import_names=unit.import_names, disk_bytes=0, unpacked_bytes=0, source=src,
+                     index=f.index, unit=unit, meta=meta)
+        else:
+            assert bundle is not None
+            e = make(key=bundle.key, name=bundle.name, version=bundle.version, kind="zip",
+                     sha256=bundle.sha256, import_names=bundle.import_names, disk_bytes=bundle.disk_bytes,
+                     unpacked_bytes=bundle.unpacked_bytes, source=src, bundle=bundle,
+                     meta=[f"{src}!{d}" for d in bundle.dist_infos])
+        if f.shadowed_by is not None or f.broken is not None:  # set aside: never extracted
+            e.state, e.meta = ("shadowed" if f.broken is None else "broken"), []
+            e.shadowed_by, e.error = (f.shadowed_by.source if f.shadowed_by else None), f.broken
+        out.append(e)
+    for b in broken:
+        if b.kind != "unit":  # a broken unit is an entry already
+            e = make(key=os.path.basename(b.source), name=os.path.basename(b.source), version="", kind=b.kind,
+                     sha256="", import_names=b.import_names, disk_bytes=0, unpacked_bytes=0, source=b.source)
+            e.state, e.error = "broken", b.reason
+            out.append(e)
+    return out
+
+
+def set_aside_later(finder: Any, source: str, reason: str) -> None:
+    """A file table found bad on first use: its whole layer is set aside from now on."""
+    _set_aside(source, "layer", reason, [])
+    for e in finder.entries():
+        if e.source == source and e.state in ("packed", "released"):
+            e.state, e.error, e.meta = "broken", reason, []
+            for n in e.import_names:
+                providers = finder._names.get(n, [])
+                if e in providers:
+                    providers.remove(e)
+                if not providers:
+                    finder._names.pop(n, None)
+                    finder._broken_names.setdefault(n, e)

@@ -169,33 +169,21 @@ class LayerFinder:
         return self._entries
 
     def _discover(self) -> list[Entry]:
-        from ._discover import scan
+        from ._discover import entries
 
-        found, broken = scan(self.roots)
-        entries: list[Entry] = []
-        for f in found:
-            src, unit, bundle = f.source, f.unit, f.bundle
-            if unit is not None:
-                meta = [os.path.join(src, "meta", unit.dist_info)] if unit.dist_info else []
-                e = Entry(key=unit.key, name=unit.name, version=unit.version, kind=unit.kind, sha256=unit.sha256,
-                          import_names=unit.import_names, disk_bytes=0, unpacked_bytes=0, source=src,
-                          index=f.index, unit=unit, meta=meta)
-            else:
-                assert bundle is not None
-                e = Entry(key=bundle.key, name=bundle.name, version=bundle.version, kind="zip",
-                          sha256=bundle.sha256, import_names=bundle.import_names, disk_bytes=bundle.disk_bytes,
-                          unpacked_bytes=bundle.unpacked_bytes, source=src, bundle=bundle,
-                          meta=[f"{src}!{d}" for d in bundle.dist_infos])
-            if f.shadowed_by is not None or f.broken is not None:  # set aside: never extracted
-                e.state, e.meta = (SHADOWED if f.broken is None else BROKEN), []
-                e.shadowed_by, e.error = (f.shadowed_by.source if f.shadowed_by else None), f.broken
-            entries.append(e)
-        for b in (b for b in broken if b.kind != "unit"):  # a broken unit is an entry already
-            e = Entry(key=os.path.basename(b.source), name=os.path.basename(b.source), version="", kind=b.kind,
-                      sha256="", import_names=b.import_names, disk_bytes=0, unpacked_bytes=0, source=b.source)
-            e.state, e.error = BROKEN, b.reason
-            entries.append(e)
-        return entries
+        return entries(self.roots, Entry)
+
+    def _check(self, e: Entry) -> bool:
+        """Validate ``e``'s file table (read lazily): a bad one sets its whole layer aside."""
+        from ._errors import ArchiveError
+
+        try:
+            return e.disk_bytes >= 0
+        except ArchiveError as exc:
+            from ._discover import set_aside_later
+
+            set_aside_later(self, e.source, str(exc))
+            return False
 
     # -- the import protocol -----------------------------------------------------------
     def find_spec(self, fullname: str, path: Any = None, target: ModuleType | None = None) -> ModuleSpec | None:
@@ -230,6 +218,8 @@ class LayerFinder:
 
     def _find_spec(self, fullname: str, path: Any) -> ModuleSpec | None:
         providers = self._names.get(fullname)
+        if providers and not all([self._check(e) for e in providers]):
+            providers = self._names.get(fullname)
         if providers:
             fresh = [e for e in providers if self._activate(e)]
             spec = PathFinder.find_spec(fullname, path)
@@ -349,7 +339,7 @@ class LayerFinder:
         import concurrent.futures
 
         ncpu = _threads(workers)
-        todo = sorted((e for e in self.entries() if e.state not in (BROKEN, SHADOWED)),
+        todo = sorted((e for e in self.entries() if e.state not in (BROKEN, SHADOWED) and self._check(e)),
                       key=lambda e: -e.disk_bytes)
         with self._lock:
             self._local.busy = True
