@@ -61,6 +61,8 @@ def is_complete(budget: Budget, key: str, sha256: str, files: FileList | None = 
 def sweep_staging(budget: Budget, key: str | None = None) -> int:
     """Remove what dead processes left in staging/ (whatever the names), and ``key``'s (we hold its lock)."""
     removed = 0
+    if key is None:
+        budget.reserved_bytes(sweep=True)  # reservations of dead processes go too
     try:
         names = os.listdir(budget.path("staging"))
     except FileNotFoundError:
