@@ -269,3 +269,33 @@ def test_inspect_refuses_an_oversized_index_without_reading_it(tmp_path: Path, m
 
 def _unused(_: Iterator[None]) -> None:  # keep typing imports honest
     pass
+
+
+def _pack_zip(tmp_path: Path, name: str, version: str = "1.0") -> Path:
+    site = tmp_path / f"zsite-{name}-{version}"
+    make_dist(site, name, version, {f"{name}/__init__.py": f"V = {version!r}\n".encode()})
+    out = tmp_path / f"z-{name}-{version}.zip"
+    pack_tree(str(site), str(out), level=1, quiet=True)
+    return out
+
+
+def test_verify_and_inspect_show_broken_and_shadowed_layers(tmp_path: Path) -> None:
+    from lambdaslim.build._inspect import report
+    from lambdaslim.build._verify import verify
+
+    alpha, old, new = _pack_zip(tmp_path, "alpha"), _pack_zip(tmp_path, "dup", "1.0"), _pack_zip(tmp_path, "dup", "2.0")
+    broken = _pack_zip(tmp_path, "beta")
+    fixed = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken) as src, zipfile.ZipFile(fixed, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("index.json"):
+                data = data.replace(b'"format_version":1', b'"format_version":7')
+            dst.writestr(info, data)
+    assert report(str(fixed))["broken_layers"][0]["error"].startswith("index format version 7")
+    result = verify([str(alpha), str(fixed), str(old), str(new)])
+    lines = {r.name.split(" ")[0]: r for r in result.results}
+    assert lines["alpha"].ok and lines["dup"].ok
+    assert not lines["broken"].ok and "format version 7" in (lines["broken"].error or "")
+    assert lines["shadowed"].ok and "shadowed by" in (lines["shadowed"].error or "")
+    assert not result.ok

@@ -110,7 +110,8 @@ class VerifyResult:
         for r in self.results:
             if r.ok:
                 lines.append(f"  ok      {r.name:<{width}}  extract {r.extract_seconds:6.2f} s  "
-                             f"import {r.import_seconds:6.2f} s  /tmp {format_size(r.tmp_bytes):>9}")
+                             f"import {r.import_seconds:6.2f} s  /tmp {format_size(r.tmp_bytes):>9}"
+                             + (f"  ({r.error})" if r.error else ""))
             else:
                 lines.append(f"  FAILED  {r.name:<{width}}  {r.error}")
         failed = sum(1 for r in self.results if not r.ok)
