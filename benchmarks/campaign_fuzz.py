@@ -19,6 +19,7 @@ import random
 import shutil
 import signal
 import tempfile
+import traceback
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -132,13 +133,14 @@ class Campaign:
         try:
             self._read(kind, str(dest)) if reader is None else reader(str(dest))
             verdict, detail = "accepted", ""
-            if exact and not self._exact(dest):
+            if exact and not self._exact(dest, strict=kind == "part"):
                 verdict, detail = "defect", f"{kind}: accepted but the tree differs"
         except Hang:
             verdict, detail = "defect", f"{kind}: over {CASE_SECONDS} s (a hang)"
         except BaseException as exc:  # noqa: BLE001 - classifying is the point
             verdict = "refused" if ours(exc) else "defect"
-            detail = f"{kind}: {type(exc).__name__}: {str(exc)[:200]}"
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            detail = f"{kind}: {type(exc).__name__}: {str(exc)[:200]} at {where.filename}:{where.lineno}"
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             restore()
@@ -159,20 +161,25 @@ class Campaign:
         if kind == "bundle":
             ZipBundle(str(self.bundle_path)).extract(dest)
             return
-        found, broken = scan([str(self.work / "opt")])  # the finder's view: set aside, never raises
-        assert len(found) + len(broken) >= 1
+        scan([str(self.work / "opt")])  # the finder's view: sets broken layers aside, never raises
         index = read_index(str(self.layer))
         for n, unit in enumerate(index.units):
             extract_unit(index, unit, os.path.join(dest, str(n)), workers=1)
 
-    def _exact(self, dest: Path) -> bool:
+    def _exact(self, dest: Path, strict: bool) -> bool:
+        """Parts are covered by sha256: the tree must be exact. A zip's CRCs cover contents,
+        not names: a member renamed by a flipped bit may land elsewhere (inside the root),
+        but no file may hold other bytes than the packed ones."""
         got: dict[str, bytes] = {}
         for path in dest.rglob("*"):
             if path.is_file():
                 rel = str(path.relative_to(dest))
                 rel = rel.split("/", 1)[1] if rel.split("/", 1)[0].isdigit() else rel
                 got[rel] = path.read_bytes()
-        return all(got.get(rel) == data for rel, data in self.content.items())
+        if strict:
+            return all(got.get(rel) == data for rel, data in self.content.items())
+        return all(data == self.content[rel] or data in self.content.values()
+                   for rel, data in got.items() if rel in self.content)
 
 
 def run(cases: int, seed: int, work: Path, reader: Callable[[str], None] | None = None) -> Tally:
