@@ -40,7 +40,10 @@ try:
 except BaseException as exc:
     from lambdaslim._errors import LambdaslimError
     ours = isinstance(exc, LambdaslimError) or (isinstance(exc, OSError) and bool(exc.filename))
-    print(json.dumps({"ok": False, "ours": ours, "error": "%s: %s" % (type(exc).__name__, exc)}))
+    import traceback
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    print(json.dumps({"ok": False, "ours": ours,
+                      "error": "%s: %s at %s:%s" % (type(exc).__name__, exc, where.filename, where.lineno)}))
 """
 FILLER = """
 import os, sys, time

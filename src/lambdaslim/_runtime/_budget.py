@@ -133,6 +133,17 @@ def read_small(path: str, limit: int = 1 << 16) -> bytes:
         os.close(fd)
 
 
+def write_small(path: str, text: str) -> None:
+    """Create ``path`` holding ``text``; a disk error (ENOSPC at close too) names the path."""
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, f"{exc.strerror} (writing {path})", path) from None
+
+
 def remove(path: str) -> None:
     """Delete a file or folder tree (whatever it is), ignoring what is already gone."""
     try:
@@ -309,8 +320,7 @@ class Budget:
                 available = self.available()
             if available < nbytes:
                 raise StorageBudgetError(what, nbytes, available, self.capacity(), self.root)
-            with open(self.path("reserve", name), "w", encoding="ascii") as fh:
-                fh.write(str(nbytes))
+            write_small(self.path("reserve", name), str(nbytes))
         try:
             yield
         finally:

@@ -16,7 +16,7 @@ import stat
 import time
 from collections.abc import Callable
 
-from ._budget import MARKER, Budget, owner, owner_alive, read_small, remove
+from ._budget import MARKER, Budget, owner, owner_alive, read_small, remove, write_small
 
 # extract(dest) writes the whole tree into the new folder ``dest``.
 Extractor = Callable[[str], object]
@@ -112,8 +112,7 @@ def publish(
                 extract(staging)
                 seconds = time.monotonic() - started
                 marker = {"sha256": sha256, "disk_bytes": disk_bytes, "seconds": round(seconds, 4), **(info or {})}
-                with open(os.path.join(staging, MARKER), "w", encoding="utf-8") as fh:
-                    json.dump(marker, fh)
+                write_small(os.path.join(staging, MARKER), json.dumps(marker))
                 os.rename(staging, final)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
