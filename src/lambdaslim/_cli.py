@@ -58,7 +58,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(render(data))
-    return 0
+    return 1 if data["broken_layers"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

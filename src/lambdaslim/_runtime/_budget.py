@@ -3,15 +3,17 @@
 Layout of the extraction root (default ``/tmp/lambdaslim``)::
 
     units/<key>/            published package trees (each holds a completion marker)
-    staging/<key>.<pid>.*   trees being written (never imported; swept when orphaned)
+    staging/<key>.stage<owner>.*  trees being written (never imported; swept when orphaned)
     cache/<ns>/<entry>/     cache entries, evicted oldest-first when an extraction needs room
     scratch/<name>/         per-invocation scratch folders
-    reserve/<pid>.<id>      bytes promised to writes under way
+    reserve/<owner>.<id>    bytes promised to writes under way
     locks/                  file locks
 
 The budget counts what lambdaslim itself holds there, the file system's free space, and an
 optional cap (``LAMBDASLIM_TMP_LIMIT``) that makes a big disk behave like Lambda's 512 MB /tmp.
-A write asks :meth:`Budget.reserve` first; when the bytes do not fit it evicts caches and, if
+``<owner>`` is ``<pid>-<process start time>``: a reused pid is not mistaken for the process
+that left a file behind, and anything in staging/ or reserve/ whose owner is not a live
+process (whatever its name) is swept. A write asks :meth:`Budget.reserve` first; when the bytes do not fit it evicts caches and, if
 that is not enough, raises :class:`~lambdaslim.StorageBudgetError` before writing anything.
 """
 
@@ -22,6 +24,7 @@ import itertools
 import json
 import os
 import shutil
+import stat
 import threading
 from collections.abc import Iterator
 from typing import TypedDict
@@ -79,6 +82,79 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+MAX_PID = 1 << 22  # the kernel's pid_max ceiling
+_owner: tuple[int, str] | None = None
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read(4096)
+        return data.rpartition(b")")[2].split()[19].decode("ascii")
+    except (OSError, IndexError, UnicodeError):
+        return None
+
+
+def owner() -> str:
+    """This process as named in staging/ and reserve/: ``<pid>-<start time>``."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:  # computed again after a fork
+        start = _start_time(pid)
+        _owner = (pid, f"{pid}-{start}" if start else str(pid))
+    return _owner[1]
+
+
+def owner_alive(token: str) -> bool:
+    """Whether ``token`` (see :func:`owner`) names a live process; False for anything odd."""
+    pid_text, dash, start = token.partition("-")
+    if not pid_text.isdigit() or len(pid_text) > 7 or not 0 < int(pid_text) < MAX_PID:
+        return False
+    pid = int(pid_text)
+    if token == owner():
+        return True
+    if pid == os.getpid() or not pid_alive(pid):
+        return False  # our pid with another start (or none): left by a process that had it before
+    if not dash:
+        return True  # an old-style name of a live pid: cannot tell, keep it
+    actual = _start_time(pid)
+    return actual is None or actual == start
+
+
+def read_small(path: str, limit: int = 1 << 16) -> bytes:
+    """The bytes of a small regular file; never blocks on a FIFO or follows a symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {path}")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def write_small(path: str, text: str) -> None:
+    """Create ``path`` holding ``text``; a disk error (ENOSPC at close too) names the path."""
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, f"{exc.strerror} (writing {path})", path) from None
+
+
+def remove(path: str) -> None:
+    """Delete a file or folder tree (whatever it is), ignoring what is already gone."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 class Budget:
     """What may still be written under ``root``. Safe across threads and processes."""
 
@@ -130,9 +206,8 @@ class Budget:
             return 0
         for key in keys:
             try:
-                with open(self.path("units", key, MARKER), encoding="utf-8") as fh:
-                    total += int(json.load(fh).get("disk_bytes", 0))
-            except (OSError, ValueError):
+                total += int(json.loads(read_small(self.path("units", key, MARKER))).get("disk_bytes", 0))
+            except (OSError, ValueError, TypeError, AttributeError, RecursionError):
                 total += tree_bytes(self.path("units", key))
         return total
 
@@ -144,13 +219,11 @@ class Budget:
             return 0
         for name in names:
             full = self.path("reserve", name)
+            if sweep and not owner_alive(name.split(".", 1)[0]):
+                remove(full)
+                continue
             try:
-                pid = int(name.split(".", 1)[0])
-                if sweep and not pid_alive(pid):
-                    os.unlink(full)
-                    continue
-                with open(full, encoding="ascii") as fh:
-                    total += int(fh.read() or 0)
+                total += max(0, int(read_small(full, 32) or 0))
             except (OSError, ValueError):
                 continue
         return total
@@ -238,7 +311,7 @@ class Budget:
         after evicting caches. Reservations of killed processes are swept.
         """
         self.ensure_dirs()
-        name = f"{os.getpid()}.{threading.get_ident()}.{next(_SEQ)}"
+        name = f"{owner()}.{threading.get_ident()}.{next(_SEQ)}"
         with self._thread_lock, self.lock("budget"):
             self.reserved_bytes(sweep=True)
             available = self.available()
@@ -247,8 +320,7 @@ class Budget:
                 available = self.available()
             if available < nbytes:
                 raise StorageBudgetError(what, nbytes, available, self.capacity(), self.root)
-            with open(self.path("reserve", name), "w", encoding="ascii") as fh:
-                fh.write(str(nbytes))
+            write_small(self.path("reserve", name), str(nbytes))
         try:
             yield
         finally:

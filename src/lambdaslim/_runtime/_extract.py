@@ -20,6 +20,9 @@ from ._files import CREATE, write_all
 from ._format import LayerIndex, Part, Unit
 
 _READ = 1 << 20
+# What `lambdaslim pack` writes (window_log 23): a frame asking for more is refused, so a
+# hostile part cannot make each thread allocate 128 MiB (zstd's default ceiling).
+MAX_WINDOW = 1 << 23
 # A file cut into slice parts is opened by each of them: no O_EXCL (the index was checked
 # for duplicate paths), still never through a symlink.
 _SLICE_FLAGS = CREATE & ~os.O_EXCL
@@ -72,7 +75,7 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
     written = 0
     with raw:
         reader = _HashingReader(raw)
-        dctx = zstd.ZstdDecompressor(max_window_size=1 << 27)
+        dctx = zstd.ZstdDecompressor(max_window_size=MAX_WINDOW)
         try:
             with dctx.stream_reader(reader, read_size=_READ, read_across_frames=False) as stream:  # type: ignore[arg-type]
                 buf = b""
@@ -100,7 +103,7 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
                                     raise ArchiveError(
                                         f"part of {unit.name} is truncated (ends inside {entry.path})", part_path)
                             take = min(remaining, len(buf) - pos)
-                            write_all(fd, view[pos : pos + take])
+                            write_all(fd, view[pos : pos + take], os.path.join(dest, entry.path))
                             pos += take
                             remaining -= take
                         if entry.mode & ~_UMASK != entry.mode:

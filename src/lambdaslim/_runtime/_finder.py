@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._zipbundle import ZipBundle
 
 PACKED, EXTRACTED, RELEASED = "packed", "extracted", "released"
+BROKEN, SHADOWED = "broken", "shadowed"  # set aside (see _discover): never extracted
 
 # Each decompressing thread holds about 12 MB (an 8 MiB zstd window and buffers): four keep a
 # full extraction under 64 MB of extra memory on a 6-vCPU function too.
@@ -38,20 +39,6 @@ MAX_THREADS = 4
 
 def _threads(requested: int | None) -> int:
     return requested or min(MAX_THREADS, os.cpu_count() or 1)
-
-
-def _normalize(name: str) -> str:
-    out = []
-    prev_sep = False
-    for ch in name.lower():
-        if ch in "-_.":
-            if not prev_sep:
-                out.append("-")
-            prev_sep = True
-        else:
-            out.append(ch)
-            prev_sep = False
-    return "".join(out)
 
 
 class Entry:
@@ -64,7 +51,7 @@ class Entry:
         self.key, self.name, self.version, self.kind = key, name, version, kind
         self.sha256 = sha256
         self.import_names = import_names
-        self.disk_bytes, self.unpacked_bytes = disk_bytes, unpacked_bytes
+        self._disk_bytes, self._unpacked_bytes = disk_bytes, unpacked_bytes
         self.source = source  # the layer folder or zip file it comes from
         self.index, self.unit, self.bundle = index, unit, bundle
         self.meta = meta or []  # dist-info folders readable before extraction
@@ -72,6 +59,24 @@ class Entry:
         self.path: str | None = None
         self.seconds = 0.0
         self.extractions = 0
+        self.error: str | None = None  # why a BROKEN entry was set aside
+        self.shadowed_by: str | None = None  # the source of the copy used instead
+
+    @property
+    def disk_bytes(self) -> int:
+        """From the validated file table (validating it on first use), never as declared."""
+        return self.unit.disk_bytes if self.unit is not None else self._disk_bytes
+
+    @property
+    def unpacked_bytes(self) -> int:
+        return self.unit.unpacked_bytes if self.unit is not None else self._unpacked_bytes
+
+    def files(self) -> list[tuple[str, int]]:
+        """(path, size) of every file the published tree must hold."""
+        if self.unit is not None:
+            return [(f.path, f.size) for f in self.unit.files]
+        assert self.bundle is not None
+        return self.bundle.sizes
 
     def extract_into(self, dest: str, workers: int, pool: Executor | None = None) -> None:
         if self.bundle is not None:
@@ -124,6 +129,7 @@ class LayerFinder:
         self.created = time.monotonic()
         self._entries: list[Entry] | None = None
         self._names: dict[str, list[Entry]] = {}
+        self._broken_names: dict[str, Entry] = {}  # names only a broken layer would provide
         self._namespaces: set[str] = set()
         self._lock = _thread.RLock()
         self._local = _thread._local()
@@ -145,61 +151,39 @@ class LayerFinder:
                 if self._entries is None:
                     self._entries = self._discover()
                     for e in self._entries:
+                        if e.state in (BROKEN, SHADOWED):
+                            continue
                         for n in e.import_names:
                             self._names.setdefault(n, []).append(e)
                             parts = n.split(".")
                             for i in range(1, len(parts)):
                                 self._namespaces.add(".".join(parts[:i]))
+                    for e in self._entries:
+                        if e.state == BROKEN:
+                            for n in e.import_names:
+                                if n not in self._names:
+                                    self._broken_names.setdefault(n, e)
                     from ._store import sweep_staging
 
                     sweep_staging(self.budget)  # leftovers of processes killed mid-extraction
         return self._entries
 
     def _discover(self) -> list[Entry]:
-        from ._format import INDEX_NAME, LAYER_DIR, read_index
-        from ._zipbundle import ZipBundle
+        from ._discover import entries
 
-        found: list[Entry] = []
-        seen_layers: set[str] = set()
-        for root in self.roots:
-            layer_dir = os.path.join(root, LAYER_DIR)
-            try:
-                layer_ids = sorted(os.listdir(layer_dir))
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
-                layer_ids = []
-            for layer_id in layer_ids:
-                folder = os.path.join(layer_dir, layer_id)
-                if layer_id in seen_layers or not os.path.isfile(os.path.join(folder, INDEX_NAME)):
-                    continue
-                seen_layers.add(layer_id)
-                index = read_index(folder, lazy=True)
-                for unit in index.units:
-                    found.append(Entry(
-                        key=unit.key, name=unit.name, version=unit.version, kind=unit.kind,
-                        sha256=unit.sha256, import_names=unit.import_names,
-                        disk_bytes=unit.disk_bytes, unpacked_bytes=unit.unpacked_bytes,
-                        source=folder, index=index, unit=unit,
-                        meta=[os.path.join(folder, "meta", unit.dist_info)] if unit.dist_info else []))
-            try:
-                names = sorted(os.listdir(root))
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
-                names = []
-            for name in names:
-                full = os.path.join(root, name)
-                if not name.endswith(".zip") or not os.path.isfile(full):
-                    continue
-                try:
-                    bundle = ZipBundle(full)
-                except Exception:  # a data zip that is not a bundle is not ours to judge
-                    continue
-                if not bundle.import_names:
-                    continue
-                found.append(Entry(
-                    key=bundle.key, name=bundle.name, version=bundle.version, kind="zip",
-                    sha256=bundle.sha256, import_names=bundle.import_names,
-                    disk_bytes=bundle.disk_bytes, unpacked_bytes=bundle.unpacked_bytes,
-                    source=full, bundle=bundle, meta=[f"{full}!{d}" for d in bundle.dist_infos]))
-        return found
+        return entries(self.roots, Entry)
+
+    def _check(self, e: Entry) -> bool:
+        """Validate ``e``'s file table (read lazily): a bad one sets its whole layer aside."""
+        from ._errors import ArchiveError
+
+        try:
+            return e.disk_bytes >= 0
+        except ArchiveError as exc:
+            from ._discover import set_aside_later
+
+            set_aside_later(self, e.source, str(exc))
+            return False
 
     # -- the import protocol -----------------------------------------------------------
     def find_spec(self, fullname: str, path: Any = None, target: ModuleType | None = None) -> ModuleSpec | None:
@@ -219,7 +203,8 @@ class LayerFinder:
             local.busy = False
 
     def _claims(self, fullname: str) -> bool:
-        return fullname in self._names or fullname in self._namespaces or self._released_owner(fullname) is not None
+        return (fullname in self._names or fullname in self._namespaces or fullname in self._broken_names
+                or self._released_owner(fullname) is not None)
 
     def _released_owner(self, fullname: str) -> Entry | None:
         """The released entry providing a package above ``fullname``, if any."""
@@ -233,6 +218,8 @@ class LayerFinder:
 
     def _find_spec(self, fullname: str, path: Any) -> ModuleSpec | None:
         providers = self._names.get(fullname)
+        if providers and not all([self._check(e) for e in providers]):
+            providers = self._names.get(fullname)
         if providers:
             fresh = [e for e in providers if self._activate(e)]
             spec = PathFinder.find_spec(fullname, path)
@@ -250,6 +237,11 @@ class LayerFinder:
             spec = ModuleSpec(fullname, None, is_package=True)
             spec.submodule_search_locations = []
             return spec
+        broken = self._broken_names.get(fullname)
+        if broken is not None:
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r}: the {broken.kind} {broken.source} that provides it "
+                f"was set aside because it cannot be used: {broken.error}", name=fullname)
         # A submodule of a distribution whose tree was released: extract it again.
         released = self._released_owner(fullname)
         if released is None:
@@ -263,12 +255,14 @@ class LayerFinder:
     def _activate(self, e: Entry, workers: int | None = None, pool: Executor | None = None) -> bool:
         """Make ``e``'s tree exist and be on sys.path; True when it was extracted just now."""
         extracted_now = False
+        if e.state in (BROKEN, SHADOWED):
+            return False
         if e.state != EXTRACTED or e.path is None or not os.path.isdir(e.path):
             from ._store import publish
 
             path, seconds, extracted_now = publish(
                 self.budget, key=e.key, sha256=e.sha256, what=f"{e.name} {e.version}",
-                disk_bytes=e.disk_bytes,
+                disk_bytes=e.disk_bytes, files=e.files,
                 extract=lambda dest: e.extract_into(dest, _threads(workers), pool),
                 info={"name": e.name, "version": e.version, "source": e.source})
             if extracted_now:
@@ -311,6 +305,8 @@ class LayerFinder:
         from importlib.metadata import PathDistribution
 
         name = getattr(context, "name", None)
+        from ._discover import normalize as _normalize
+
         wanted = _normalize(name) if name else None
         for e in self.entries():
             if e.state == EXTRACTED and e.path in sys.path:
@@ -328,29 +324,23 @@ class LayerFinder:
 
     # -- public operations ---------------------------------------------------------------
     def status(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for e in self.entries():
-            out[e.name] = {
-                "state": e.state,
-                "version": e.version,
-                "kind": e.kind,
-                "key": e.key,
-                "import_names": list(e.import_names),
-                "path": e.path if e.state == EXTRACTED else None,
-                "source": e.source,
-                "unpacked_bytes": e.unpacked_bytes,
-                "disk_bytes": e.disk_bytes,
-                "seconds": round(e.seconds, 4),
-                "extractions": e.extractions,
-            }
-        return out
+        """Per distribution (keyed by name; a shadowed or broken one by ``name@source``)."""
+        from ._discover import status_row
+
+        return dict(status_row(e) for e in self.entries())
+
+    def figures(self) -> tuple[int, float]:
+        """(trees extracted, seconds spent extracting): cheap, for the per-invocation record."""
+        entries = self._entries or []
+        return sum(1 for e in entries if e.state == EXTRACTED), sum(e.seconds for e in entries)
 
     def extract_all(self, workers: int | None = None) -> None:
         """Extract every entry now, largest first, in parallel across entries and parts."""
         import concurrent.futures
 
         ncpu = _threads(workers)
-        todo = sorted(self.entries(), key=lambda e: -e.disk_bytes)
+        todo = sorted((e for e in self.entries() if e.state not in (BROKEN, SHADOWED) and self._check(e)),
+                      key=lambda e: -e.disk_bytes)
         with self._lock:
             self._local.busy = True
             try:
@@ -367,6 +357,8 @@ class LayerFinder:
         entries = self.entries()
         if names is None:
             return [e for e in entries if e.state == EXTRACTED]
+        from ._discover import normalize as _normalize
+
         wanted = {_normalize(n) for n in ([names] if isinstance(names, str) else names)}
         return [e for e in entries
                 if _normalize(e.name) in wanted or any(_normalize(i) in wanted for i in e.import_names)]

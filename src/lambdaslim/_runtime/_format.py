@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _schema
 from ._errors import ArchiveError
 
 FORMAT = "lambdaslim-layer"
@@ -47,8 +50,8 @@ class Part:
 class Unit:
     """One distribution (or the files no RECORD claims), compressed on its own.
 
-    The file table and parts are parsed and validated on first use (extraction), so that
-    reading the indexes at cold start costs little even for torch's 17,000 files.
+    ``disk_bytes`` and ``unpacked_bytes`` are computed from the validated file table, never
+    taken from the index as given. With ``lazy`` reading, the table is validated on first use.
     """
 
     def __init__(self, *, key: str, name: str, version: str, kind: str, import_names: list[str],
@@ -58,11 +61,25 @@ class Unit:
         self.key, self.name, self.version, self.kind = key, name, version, kind
         self.import_names = import_names
         self.dist_info = dist_info
-        self.unpacked_bytes, self.disk_bytes, self.packed_bytes = unpacked_bytes, disk_bytes, packed_bytes
+        self.declared_unpacked_bytes, self.declared_disk_bytes = unpacked_bytes, disk_bytes
+        self.packed_bytes = packed_bytes
         self.sha256 = sha256
         self._parts, self._files = parts, files
         self._raw, self._where = raw, where
-        self.files_count = len(files) if files is not None else int((raw or {}).get("files_count", 0))
+        self._disk: int | None = None
+        self.files_count = len(files) if files is not None else len((raw or {}).get("files", ()))
+
+    @property
+    def disk_bytes(self) -> int:
+        """Whole blocks per file and folder of the validated file table."""
+        if self._disk is None:
+            files = self.files
+            self._disk = disk_bytes([f.size for f in files], len(_dirs(f.path for f in files)))
+        return self._disk
+
+    @property
+    def unpacked_bytes(self) -> int:
+        return sum(f.size for f in self.files)
 
     def __repr__(self) -> str:
         return f"Unit({self.key!r})"
@@ -70,12 +87,18 @@ class Unit:
     def _load(self) -> None:
         if self._files is None or self._parts is None:
             assert self._raw is not None
-            try:
-                self._files, self._parts = _parse_table(self._raw, self._where)
-            except ArchiveError:
-                raise
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise ArchiveError(f"corrupt index: {exc.__class__.__name__}: {exc}", self._where) from None
+            files, parts = _parse_table(self._raw, self._where)
+            where, key = self._where, self.key
+            if sum(f.size for f in files) != self.declared_unpacked_bytes:
+                raise ArchiveError(f"unit {key!r} declares {self.declared_unpacked_bytes} bytes but its "
+                                   f"files hold {sum(f.size for f in files)}", where)
+            if sum(p.packed_bytes for p in parts) != self.packed_bytes:
+                raise ArchiveError(f"unit {key!r} declares {self.packed_bytes} packed bytes but its "
+                                   "parts disagree", where)
+            if "files_count" in self._raw and self._raw["files_count"] != len(files):
+                raise ArchiveError(f"unit {key!r} declares {self._raw['files_count']} files but lists "
+                                   f"{len(files)}", where)
+            self._files, self._parts = files, parts
             self._raw = None
 
     @property
@@ -139,17 +162,17 @@ def disk_bytes(sizes: list[int], n_dirs: int) -> int:
 
 def check_relpath(path: str, where: str) -> None:
     """Refuse absolute paths, ``..``, empty or odd components: nothing may leave the root."""
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
-        raise ArchiveError(f"unsafe path {path!r} in archive", where)
-    for part in path.split("/"):
-        if part in ("", ".", ".."):
-            raise ArchiveError(f"unsafe path {path!r} in archive", where)
+    _schema.relpath(path, where)
 
 
-def _int(value: Any, where: str, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ArchiveError(f"bad {what} {value!r} in index", where)
-    return value
+def _dirs(paths: Iterable[str]) -> set[str]:
+    dirs: set[str] = set()
+    for path in paths:
+        parent = path.rpartition("/")[0]
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    return dirs
 
 
 def _parse_table(raw: dict[str, Any], where: str) -> tuple[list[FileEntry], list[Part]]:
@@ -157,13 +180,11 @@ def _parse_table(raw: dict[str, Any], where: str) -> tuple[list[FileEntry], list
     files: list[FileEntry] = []
     seen: set[str] = set()
     dirs: set[str] = set()
+    key = raw["key"]
     for item in raw["files"]:
-        path, size, mode = item
-        if not isinstance(path, str):
-            raise ArchiveError(f"bad file entry {item!r} in index", where)
-        check_relpath(path, where)
+        path, size, mode = _schema.file_row(item, where)
         if path in seen or path in dirs:
-            raise ArchiveError(f"path {path!r} appears twice in unit {raw['key']!r}", where)
+            raise ArchiveError(f"path {path!r} appears twice in unit {key!r}", where)
         seen.add(path)
         parent = path.rpartition("/")[0]
         while parent and parent not in dirs:
@@ -171,25 +192,18 @@ def _parse_table(raw: dict[str, Any], where: str) -> tuple[list[FileEntry], list
                 raise ArchiveError(f"path {parent!r} is both a file and a folder", where)
             dirs.add(parent)
             parent = parent.rpartition("/")[0]
-        files.append(FileEntry(path, _int(size, where, "size"), 0o755 if _int(mode, where, "mode") & 0o111 else 0o644))
+        files.append(FileEntry(path, size, 0o755 if mode & 0o111 else 0o644))
     parts: list[Part] = []
     next_file, next_offset = 0, 0  # where the next part must start
-    for p in raw["parts"]:
-        offset = p.get("offset")
-        part = Part(
-            path=str(p["path"]),
-            first=_int(p["first"], where, "part start"),
-            count=_int(p["count"], where, "part length"),
-            unpacked_bytes=_int(p["unpacked_bytes"], where, "part size"),
-            packed_bytes=_int(p["packed_bytes"], where, "part size"),
-            sha256=str(p["sha256"]),
-            offset=None if offset is None else _int(offset, where, "part offset"),
-        )
-        check_relpath(part.path, where)
+    for item in raw["parts"]:
+        p = _schema.part_row(item, where)
+        part = Part(path=p["path"], first=p["first"], count=p["count"], unpacked_bytes=p["unpacked_bytes"],
+                    packed_bytes=p["packed_bytes"], sha256=p["sha256"], offset=p.get("offset"))
         if part.first != next_file or (part.offset or 0) != next_offset:
-            raise ArchiveError(f"parts of unit {raw['key']!r} do not cover its files in order", where)
+            raise ArchiveError(f"parts of unit {key!r} do not cover its files in order", where)
         if part.offset is None:
-            if sum(f.size for f in files[part.first : part.first + part.count]) != part.unpacked_bytes:
+            if part.first + part.count > len(files) or \
+                    sum(f.size for f in files[part.first : part.first + part.count]) != part.unpacked_bytes:
                 raise ArchiveError(f"part {part.path!r} size disagrees with its files", where)
             next_file += part.count
         else:
@@ -202,29 +216,24 @@ def _parse_table(raw: dict[str, Any], where: str) -> tuple[list[FileEntry], list
             next_file, next_offset = (part.first + 1, 0) if end == size else (part.first, end)
         parts.append(part)
     if next_file != len(files) or next_offset:
-        raise ArchiveError(f"parts of unit {raw['key']!r} do not cover its files", where)
+        raise ArchiveError(f"parts of unit {key!r} do not cover its files", where)
     return files, parts
 
 
-def _parse_unit(raw: dict[str, Any], where: str) -> Unit:
-    key = str(raw["key"])
-    check_relpath(key, where)
-    if "/" in key or key.startswith("."):
-        raise ArchiveError(f"bad unit key {key!r}", where)
-    if not isinstance(raw["files"], list) or not isinstance(raw["parts"], list):
-        raise ArchiveError(f"unit {key!r} has no file table", where)
+def _parse_unit(raw: object, where: str) -> Unit:
+    u = _schema.unit(raw, where)
     return Unit(
-        key=key,
-        name=str(raw["name"]),
-        version=str(raw["version"]),
-        kind=str(raw.get("kind", "dist")),
-        import_names=[str(n) for n in raw["import_names"]],
-        dist_info=raw.get("dist_info"),
-        unpacked_bytes=_int(raw["unpacked_bytes"], where, "size"),
-        disk_bytes=_int(raw["disk_bytes"], where, "size"),
-        packed_bytes=_int(raw["packed_bytes"], where, "size"),
-        sha256=str(raw["sha256"]),
-        raw=raw,
+        key=u["key"],
+        name=u["name"],
+        version=u["version"],
+        kind=u.get("kind", "dist"),
+        import_names=list(u["import_names"]),
+        dist_info=u.get("dist_info"),
+        unpacked_bytes=u["unpacked_bytes"],
+        disk_bytes=u["disk_bytes"],
+        packed_bytes=u["packed_bytes"],
+        sha256=u["sha256"],
+        raw=u,
         where=where,
     )
 
@@ -239,38 +248,55 @@ def _load_all(index: LayerIndex) -> LayerIndex:
 def loads(text: str | bytes, where: str = "index.json", *, lazy: bool = False) -> LayerIndex:
     """Parse and validate an index; any defect raises :class:`ArchiveError` naming ``where``.
 
-    With ``lazy``, each unit's file table is validated when first used instead.
+    Everything but the units' file tables is checked against the schema at once; with
+    ``lazy``, each table is checked when first used (extraction, ``disk_bytes``) instead.
     """
+    if len(text) > _schema.MAX_INDEX_BYTES:
+        raise ArchiveError(f"index is {len(text)} bytes (at most {_schema.MAX_INDEX_BYTES})", where)
     try:
         raw = json.loads(text)
-        if raw.get("format") != FORMAT:
-            raise ArchiveError("not a lambdaslim layer index", where)
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise ArchiveError(
-                f"index format version {raw.get('format_version')!r} is not supported "
-                f"(this lambdaslim reads {FORMAT_VERSION}); repack the layer", where)
-        index = LayerIndex(
-            layer_id=str(raw["layer_id"]),
-            created_by=str(raw.get("created_by", "")),
-            zstd_level=int(raw.get("zstd_level", 0)),
-            part_bytes=int(raw.get("part_bytes", 0)),
-            units=[_parse_unit(u, where) for u in raw["units"]],
-        )
-        return index if lazy else _load_all(index)
-    except ArchiveError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ArchiveError(f"corrupt index: {exc.__class__.__name__}: {exc}", where) from None
+    except RecursionError:
+        raise ArchiveError("corrupt index: nested too deeply", where) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers too long
+        raise ArchiveError(f"corrupt index: {_schema._short(str(exc))}", where) from None
+    raw = _schema.obj(raw, where, "the index")
+    if raw.get("format") != FORMAT:
+        raise ArchiveError("not a lambdaslim layer index", where)
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise ArchiveError(
+            f"index format version {_schema._short(raw.get('format_version'))} is not supported "
+            f"(this lambdaslim reads {FORMAT_VERSION}); repack the layer", where)
+    _schema.header(raw, where)
+    units = [_parse_unit(u, where) for u in raw["units"]]
+    keys: set[str] = set()
+    for u in units:
+        if u.key in keys:
+            raise ArchiveError(f"unit key {u.key!r} appears twice", where)
+        keys.add(u.key)
+    index = LayerIndex(layer_id=raw["layer_id"], created_by=raw.get("created_by", ""),
+                       zstd_level=raw.get("zstd_level", 0), part_bytes=raw.get("part_bytes", 0), units=units)
+    return index if lazy else _load_all(index)
 
 
 def read_index(folder: str, *, lazy: bool = False) -> LayerIndex:
-    """Read ``<folder>/index.json`` (see :func:`loads` for ``lazy``)."""
+    """Read ``<folder>/index.json`` (see :func:`loads` for ``lazy``); too big is refused unread."""
     path = os.path.join(folder, INDEX_NAME)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ArchiveError(f"cannot read index: {exc.strerror}", path) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ArchiveError("index is not a regular file", path)
+        if st.st_size > _schema.MAX_INDEX_BYTES:
+            raise ArchiveError(f"index is {st.st_size} bytes (at most {_schema.MAX_INDEX_BYTES})", path)
+        with open(fd, "rb", closefd=False) as fh:
+            data = fh.read(_schema.MAX_INDEX_BYTES + 1)
+    except OSError as exc:
+        raise ArchiveError(f"cannot read index: {exc.strerror}", path) from None
+    finally:
+        os.close(fd)
     index = loads(data, path, lazy=lazy)
     index.folder = folder
     return index

@@ -6,20 +6,27 @@ import os
 import zipfile
 from typing import Any
 
-from .._runtime import _format
+from .._runtime import _format, _schema
 from . import _limits
 from .._runtime._errors import ArchiveError
 from .._size import format_size
 
 
-def read_layer_zip(path: str) -> tuple[list[_format.LayerIndex], int, int, dict[str, Any]]:
-    """(indexes in the zip, layer zip bytes, unzipped bytes of the whole layer, python/ facts)."""
+def read_layer_zip(path: str, broken: list[dict[str, str]] | None = None
+                   ) -> tuple[list[_format.LayerIndex], int, int, dict[str, Any]]:
+    """(indexes in the zip, layer zip bytes, unzipped bytes of the whole layer, python/ facts).
+
+    An index over :data:`MAX_INDEX_BYTES` is refused without being read. With ``broken``, an
+    index that fails validation is listed there ({"layer", "error"}) instead of raising.
+    """
     try:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise ArchiveError("no such file", path) from None
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ArchiveError(f"not a zip file: {exc}", path) from None
+    except RecursionError:
+        raise ArchiveError("not a zip file: nested too deeply", path) from None
+    except Exception as exc:  # zipfile raises many types on hostile input (see _zipbundle)
+        raise ArchiveError(f"not a zip file: {type(exc).__name__}: {exc}", path) from None
     with zf:
         indexes = []
         unzipped = 0
@@ -30,21 +37,44 @@ def read_layer_zip(path: str) -> tuple[list[_format.LayerIndex], int, int, dict[
             if info.filename.startswith(_VENDOR):
                 vendor_bytes += info.file_size
                 if info.filename == _VENDOR + "__init__.py":
-                    versions = _versions(zf.read(info))
+                    versions = _versions(_read_member(zf, info, path, 1 << 20))
             elif info.filename.startswith("python/lambdaslim/"):
                 own_bytes += info.file_size
             parts = info.filename.split("/")
             if len(parts) == 3 and parts[0] == _format.LAYER_DIR and parts[2] == _format.INDEX_NAME:
-                idx = _format.loads(zf.read(info), f"{path}:{info.filename}")
+                where = f"{path}:{info.filename}"
+                try:
+                    if info.file_size > MAX_INDEX_BYTES:
+                        raise ArchiveError(f"index is {info.file_size} bytes (at most {MAX_INDEX_BYTES}); "
+                                           "refused without reading it", where)
+                    idx = _format.loads(_read_member(zf, info, where, MAX_INDEX_BYTES), where)
+                except ArchiveError as exc:
+                    if broken is None:
+                        raise
+                    broken.append({"layer": f"{parts[0]}/{parts[1]}", "error": str(exc)})
+                    continue
                 idx.folder = f"{parts[0]}/{parts[1]}"
                 indexes.append(idx)
-    if not indexes:
+    if not indexes and not broken:
         raise ArchiveError("no lambdaslim index in this zip (not made by `lambdaslim pack`)", path)
     python = {"lambdaslim_bytes": own_bytes, "vendor_bytes": vendor_bytes, "vendor_versions": versions}
     return indexes, os.path.getsize(path), unzipped, python
 
 
 _VENDOR = "python/lambdaslim/_vendor/"
+MAX_INDEX_BYTES = _schema.MAX_INDEX_BYTES
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of a member, whatever its header claims; zip errors are ours."""
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(limit + 1)
+    except Exception as exc:  # encrypted, unknown compression, corrupt stream...
+        raise ArchiveError(f"cannot read {info.filename}: {type(exc).__name__}: {exc}", where) from None
+    if len(data) > limit:
+        raise ArchiveError(f"{info.filename} is over {limit} bytes; refused", where)
+    return data
 
 
 def _versions(init: bytes) -> dict[str, str]:
@@ -75,10 +105,14 @@ def _runtime_section(python: dict[str, Any], dists: list[dict[str, Any]]) -> dic
 
 def report(path: str) -> dict[str, Any]:
     """The stable machine-readable description printed by ``inspect --json``."""
-    indexes, zip_bytes, unzipped, python = read_layer_zip(path)
+    broken: list[dict[str, str]] = []
+    indexes, zip_bytes, unzipped, python = read_layer_zip(path, broken)
     dists: list[dict[str, Any]] = []
+    shadowed = _shadowed(indexes)
     for idx in indexes:
         for u in idx.units:
+            if id(u) in shadowed:
+                continue
             dists.append({
                 "name": u.name,
                 "version": u.version,
@@ -100,6 +134,8 @@ def report(path: str) -> dict[str, Any]:
         "layer_ids": [i.layer_id for i in indexes],
         "distributions": dists,
         "runtime": _runtime_section(python, dists),
+        "broken_layers": broken,
+        "shadowed": list(shadowed.values()),
         "totals": {
             "packed_bytes": packed,
             "unpacked_bytes": unpacked,
@@ -117,8 +153,23 @@ def report(path: str) -> dict[str, Any]:
             "fits_unzipped_limit": unzipped <= _limits.UNZIPPED_LAYERS,
             "fits_direct_upload": zip_bytes <= _limits.DIRECT_UPLOAD_ZIP,
             "fits_default_tmp": tmp_needed <= _limits.DEFAULT_TMP,
+            "no_broken_layers": not broken,
         },
     }
+
+
+def _shadowed(indexes: list[_format.LayerIndex]) -> dict[int, dict[str, str]]:
+    """Units another layer's copy of the same distribution wins over (the runtime's rule)."""
+    from .._runtime._discover import Found, one_copy_each
+
+    found = [Found(i.folder, 0, index=i, unit=u) for i in indexes for u in i.units]
+    one_copy_each(found)
+    out = {}
+    for f in found:
+        if f.shadowed_by is not None and f.unit is not None:
+            out[id(f.unit)] = {"name": f.unit.name, "version": f.unit.version, "layer": f.source,
+                               "used_instead": f.shadowed_by.source}
+    return out
 
 
 def _limit(n: int) -> str:
@@ -150,6 +201,11 @@ def render(data: dict[str, Any]) -> str:
         return "ok" if ok else "OVER"
 
     c = data["checks"]
+    for b in data["broken_layers"]:
+        lines.append(f"BROKEN layer {b['layer']}: set aside at run time: {b['error']}")
+    for d in data["shadowed"]:
+        lines.append(f"shadowed: {d['name']} {d['version']} in {d['layer']} is never used "
+                     f"(the copy in {d['used_instead']} wins)")
     lines += ["", *_render_runtime(data["runtime"])]
     lines += [
         "",

@@ -21,6 +21,8 @@ import zipfile
 from dataclasses import dataclass, field
 
 from .._errors import LambdaslimError
+from .._runtime._errors import ArchiveError
+from ._limits import UNZIPPED_LAYERS
 from .._size import format_size
 
 _MARK = "@@lambdaslim-verify@@"
@@ -60,6 +62,12 @@ def step(name, action):
 
 for name in cfg["names"]:
     step(name, lambda name=name: importlib.import_module(name))
+for key, info in boot.status().items():  # layers the runtime sets aside
+    if info["state"] in ("broken", "shadowed"):
+        print(mark + json.dumps({"name": "%s %s" % (info["state"], info["source"]),
+                                 "ok": info["state"] == "shadowed",
+                                 "error": info["error"] or "shadowed by %s" % info["shadowed_by"],
+                                 "extract_seconds": 0.0, "import_seconds": 0.0, "tmp_bytes": 0}), flush=True)
 if cfg.get("run"):
     step("--run", lambda: exec(compile(cfg["run"], "<lambdaslim verify --run>", "exec"),
                                {"__name__": "__lambdaslim_verify__"}))
@@ -102,7 +110,8 @@ class VerifyResult:
         for r in self.results:
             if r.ok:
                 lines.append(f"  ok      {r.name:<{width}}  extract {r.extract_seconds:6.2f} s  "
-                             f"import {r.import_seconds:6.2f} s  /tmp {format_size(r.tmp_bytes):>9}")
+                             f"import {r.import_seconds:6.2f} s  /tmp {format_size(r.tmp_bytes):>9}"
+                             + (f"  ({r.error})" if r.error else ""))
             else:
                 lines.append(f"  FAILED  {r.name:<{width}}  {r.error}")
         failed = sum(1 for r in self.results if not r.ok)
@@ -112,21 +121,40 @@ class VerifyResult:
         return "\n".join(lines)
 
 
-def unzip_layers(layers: list[str], opt: str) -> None:
-    """Unzip like Lambda does (later layers over earlier ones), keeping permission bits."""
-    for layer in layers:
-        try:
-            zf = zipfile.ZipFile(layer)
-        except FileNotFoundError:
-            raise VerifyError(f"{layer}: no such file") from None
-        except zipfile.BadZipFile as exc:
-            raise VerifyError(f"{layer}: not a zip file ({exc})") from None
-        with zf:
+def unzip_layers(layers: list[str], opt: str, limit: int = UNZIPPED_LAYERS) -> None:
+    """Unzip like Lambda does (later layers over earlier ones), keeping permission bits.
+
+    Layers whose members add up to more than ``limit`` (Lambda's 250 MB) are refused before
+    anything is written, and no member is written past its declared size, so at most
+    ``limit`` bytes ever land in ``opt``.
+    """
+    zips = []
+    try:
+        for layer in layers:
+            try:
+                zips.append(zipfile.ZipFile(layer))
+            except FileNotFoundError:
+                raise VerifyError(f"{layer}: no such file") from None
+            except Exception as exc:  # zipfile raises many types on hostile input
+                raise VerifyError(f"{layer}: not a zip file ({type(exc).__name__}: {exc})") from None
+        declared = sum(i.file_size for zf in zips for i in zf.infolist())
+        if declared > limit:
+            raise VerifyError(f"{', '.join(layers)}: {declared} bytes unzipped, over Lambda's limit of "
+                              f"{limit} bytes for all layers; refused before unzipping")
+        for layer, zf in zip(layers, zips):
             for info in zf.infolist():
-                path = zf.extract(info, opt)
+                try:
+                    path = zf.extract(info, opt)  # never more than info.file_size (CRC-checked)
+                except OSError:
+                    raise
+                except Exception as exc:  # encrypted, unknown compression, corrupt member
+                    raise VerifyError(f"{layer}: cannot unzip {info.filename}: {type(exc).__name__}: {exc}") from None
                 mode = (info.external_attr >> 16) & 0o777
                 if mode and not info.is_dir():
                     os.chmod(path, mode)
+    finally:
+        for zf in zips:
+            zf.close()
 
 
 def layer_target(opt: str) -> tuple[str | None, str | None]:
@@ -158,7 +186,11 @@ def default_names(opt: str) -> list[str]:
     names: list[str] = []
     base = os.path.join(opt, LAYER_DIR)
     for layer_id in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        index = read_index(os.path.join(base, layer_id))
+        try:
+            index = read_index(os.path.join(base, layer_id))
+        except ArchiveError:
+            continue  # set aside at run time too; the child reports it
+
         for unit in index.units:
             for name in unit.import_names:
                 if not any(part.startswith("_") for part in name.split(".")) and name not in names:

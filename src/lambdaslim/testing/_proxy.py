@@ -9,6 +9,11 @@ A cut closes both sides: by default with a FIN, so the client receives exactly t
 and then a premature end of the body; with ``reset=True`` with a TCP RST, which also makes the
 client's kernel drop bytes it had received but not yet read (as a crashed peer does).
 
+:meth:`CuttingProxy.fail_next` answers the next N connections itself with an HTTP error
+(``503 SlowDown``, ``500 InternalError``) after reading their request, and drops the
+connections already open so that kept-alive clients reconnect and meet the burst.
+:meth:`CuttingProxy.stall_next` holds the next response chunk back for some seconds.
+
 ``rate`` caps each connection's downstream bytes per second, the way a real S3 endpoint
 serves one connection far slower than loopback does (benchmarks use it to show what
 parallel ranged GETs buy over one stream when each stream is limited).
@@ -39,7 +44,11 @@ class CuttingProxy:
         self._counted = 0
         self._per_connection: int | None = None
         self._reset = False
+        self._fail_left = 0
+        self._fail_status = 503
+        self._stall = 0.0
         self.connections = 0
+        self.failed = 0
         self.cuts = 0
         self.bytes_down = 0
         self.port = 0
@@ -71,10 +80,25 @@ class CuttingProxy:
             self._reset = reset
             self._per_connection = nbytes
 
+    def fail_next(self, count: int, status: int = 503) -> None:
+        """Answer the next ``count`` connections with ``status`` (503 SlowDown or 500)."""
+        with self._lock:
+            self._fail_left, self._fail_status = count, status
+            sockets = list(self._sockets)
+        for sock in sockets:  # kept-alive connections would never meet the burst
+            _drop(sock, False)
+
+    def stall_next(self, seconds: float) -> None:
+        """Hold the next downstream chunk (of any connection) back for ``seconds``."""
+        with self._lock:
+            self._stall = seconds
+
     def disarm(self) -> None:
         with self._lock:
             self._cuts_left = 0
             self._per_connection = None
+            self._fail_left = 0
+            self._stall = 0.0
 
     # -- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> CuttingProxy:
@@ -120,6 +144,14 @@ class CuttingProxy:
                 continue
             except OSError:
                 return
+            with self._lock:
+                fail = self._fail_left > 0
+                if fail:
+                    self._fail_left -= 1
+                    self.failed += 1
+            if fail:
+                self._spawn(self._answer_error, client, self._fail_status)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=10)
             except OSError:
@@ -132,6 +164,37 @@ class CuttingProxy:
                 self._sockets.update((client, upstream))
             self._spawn(self._pump_up, client, upstream)
             self._spawn(self._pump_down, upstream, client)
+
+    def _answer_error(self, client: socket.socket, status: int) -> None:
+        """Read one request (headers and body) and answer it with an S3-style error."""
+        client.settimeout(10)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = client.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip() or 0)
+            while len(body) < length:
+                chunk = client.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+            code, reason = ("SlowDown", "Slow Down") if status == 503 else ("InternalError", "Internal Server Error")
+            xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>"
+                   f"<Message>injected by CuttingProxy</Message></Error>").encode()
+            client.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n"
+                           f"Content-Length: {len(xml)}\r\nConnection: close\r\n\r\n".encode() + xml)
+        except (OSError, ValueError):
+            pass
+        finally:
+            _drop(client, False)
 
     def _pump_up(self, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -155,6 +218,10 @@ class CuttingProxy:
                 if not data:
                     break
                 cut = False
+                with self._lock:
+                    stall, self._stall = self._stall, 0.0
+                if stall:
+                    time.sleep(stall)
                 with self._lock:
                     allowed = len(data)
                     if self._cuts_left > 0:
