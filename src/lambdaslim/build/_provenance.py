@@ -93,7 +93,6 @@ def blame(removed: list[tuple[str, str]], *, module: str | None = None,
         if base is not None and (
                 (folder and (base + "/").startswith(path))  # a folder above the module
                 or p in (f"{base}.py", f"{base}/__init__.py")
-                or p.startswith(base + "/")  # a file of the package (or namespace folder)
                 or (p.startswith(base + ".") and p.endswith(".so"))):
             return step, path
         if norm is not None and (norm.endswith("/" + p) or (folder and f"/{path}" in norm + "/")):

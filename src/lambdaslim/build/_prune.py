@@ -229,6 +229,8 @@ def prune(
             result.paths.append(rel)
             report.removed.append(rel)
         report.steps.append(result)
+    for rel in report.removed:  # what an explicit --drop took is not "kept"
+        report.named.pop(rel, None)
     remove_files(root, report.removed)
     return report
 
