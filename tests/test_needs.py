@@ -197,7 +197,12 @@ def test_strippable_bytes_of_a_real_library_and_the_plan() -> None:
     assert "--stub big: -200.0 MB layer, -500.0 MB /tmp; --strip: about -30.0 MB /tmp" in text
     assert "smallest way under by stubbing the largest: --stub big (-200.0 MB)" in text
     assert "(layer 304.1 MB of 250 MB, /tmp 629.1 MB of 512 MB)" in text
-    assert "--split 2" in text and "drop --keep-gpu" in text
+    assert "--split does not help" in text and "drop --keep-gpu" in text
+    lines = _plan.render(rows, layer_bytes=200 << 20, layer_limit=100 << 20, tmp_bytes=600 << 20,
+                         tmp_limit=512 << 20, stripped=True, gpu_kept=False)
+    text = "\n".join(lines)
+    assert "--split 2: 2 layers of about 104.9 MB each" in text
+    assert "--strip" not in text and "--keep-gpu" not in text
 
 
 def test_tmp_check_follows_the_functions_ephemeral_storage() -> None:

@@ -12,6 +12,7 @@ import os
 import struct
 from dataclasses import dataclass
 
+from . import _limits
 from .._size import format_size
 
 _SHF_ALLOC = 0x2
@@ -87,9 +88,11 @@ def render(plan: list[Row], *, layer_bytes: int, layer_limit: int, tmp_bytes: in
     total = sum(r.packed for r in plan)
     if layer_bytes > layer_limit:
         need = -(-layer_bytes // layer_limit)
-        lines.append(f"  --split {need}: {need} layers of about {format_size(layer_bytes // need)} each "
-                     "(one function takes 250 MB of layers in all, so this helps only under "
-                     "--max-layer-size)")
+        if layer_bytes <= _limits.UNZIPPED_LAYERS:
+            lines.append(f"  --split {need}: {need} layers of about {format_size(layer_bytes // need)} each")
+        else:
+            lines.append(f"  --split does not help: all the layers of one function share AWS's "
+                         f"{_limit(_limits.UNZIPPED_LAYERS)}")
         over = layer_bytes - layer_limit
         chosen, saved = [], 0
         for r in plan:
