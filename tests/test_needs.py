@@ -211,3 +211,14 @@ def test_tmp_check_follows_the_functions_ephemeral_storage() -> None:
     assert not tmp.ok and tmp.limit == _limits.DEFAULT_TMP
     (tmp,) = [c for c in check_limits([lay], _limits.UNZIPPED_LAYERS, 1024 << 20) if c.what.startswith("/tmp")]
     assert tmp.ok and tmp.limit == 1024 << 20
+
+
+def test_keep_gpu_refuses_a_name_that_is_not_gpu_only(tmp_path: Path) -> None:
+    """`pack --keep-gpu xgboost -o x.zip` would take xgboost for the distribution to keep."""
+    from lambdaslim import PackError
+    from lambdaslim.build._build import BuildOptions, build
+
+    with pytest.raises(PackError, match="--keep-gpu xgboost: not a CUDA/GPU-only distribution"):
+        build(BuildOptions(output=str(tmp_path / "x.zip"), requirements=["six"], keep_gpu=["xgboost"]))
+    assert list(tmp_path.iterdir()) == []
+

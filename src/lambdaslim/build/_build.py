@@ -182,6 +182,11 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
     if opts.keep_imported and _elf.host_machine() != target.machine:
         raise PackError(f"--keep-imported runs the code, which needs a {target.machine} machine; "
                         f"this one is {_elf.host_machine()}")
+    for k in opts.keep_gpu:
+        if k != "*" and not _gpu.is_gpu_only(k):
+            raise PackError(f"--keep-gpu {k}: not a CUDA/GPU-only distribution (those are "
+                            f"{', '.join(_gpu.GPU_ONLY)}); requirement names go before --keep-gpu, "
+                            f"or write --keep-gpu=DIST")
     notes: list[str] = []
     steps: list[tuple[str, int, int, str]] = []
     work = tempfile.mkdtemp(prefix="lambdaslim-build-", dir=opts.workdir)
