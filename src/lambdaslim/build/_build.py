@@ -284,8 +284,8 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
         plan: list[str] = []
         tmp_bytes = sum(lay.tmp_bytes for lay in layers)
         layer_bytes = sum(lay.unzipped_bytes for lay in layers)
-        if layer_bytes > min(opts.max_layer_size * len(layers), _limits.UNZIPPED_LAYERS) \
-                or tmp_bytes > opts.ephemeral_storage:
+        if any(lay.unzipped_bytes > opts.max_layer_size for lay in layers) \
+                or layer_bytes > _limits.UNZIPPED_LAYERS or tmp_bytes > opts.ephemeral_storage:
             rows = _plan.rows(tree, [(u.name, [f.relpath for f in u.files]) for u in units], packed)
             plan = _plan.render(rows, layer_bytes=layer_bytes, layer_limit=opts.max_layer_size,
                                 tmp_bytes=tmp_bytes, tmp_limit=opts.ephemeral_storage,
