@@ -37,10 +37,12 @@ class BuildOptions:
     drop: list[str] = field(default_factory=list)
     strip: bool = False
     stubs: list[str] = field(default_factory=list)
+    keep_gpu: list[str] = field(default_factory=list)  # GPU-only distributions to keep; "*": all
     keep_imported: str | None = None
     bytecode: bool = True
     split: int = 1
     max_layer_size: int = _limits.UNZIPPED_LAYERS
+    ephemeral_storage: int = _limits.DEFAULT_TMP  # the function's /tmp
     level: int | None = None
     part_bytes: int | None = None
     pip_args: list[str] = field(default_factory=list)
@@ -78,6 +80,7 @@ class BuildResult:
     notes: list[str]
     steps: list[tuple[str, int, int, str]]  # (step, files, bytes, description)
     seconds: float
+    plan: list[str] = field(default_factory=list)  # over a limit: the way under
 
     @property
     def exit_code(self) -> int:
@@ -115,8 +118,11 @@ def split_names(output: str, n: int) -> list[str]:
     return [f"{stem}-{i}{ext or '.zip'}" for i in range(1, n + 1)]
 
 
-def check_limits(layers: list[LayerOut], max_layer_size: int) -> list[Check]:
-    """Every Lambda limit against the layers built, with the way out where one is exceeded."""
+def check_limits(layers: list[LayerOut], max_layer_size: int,
+                 ephemeral_storage: int = _limits.DEFAULT_TMP) -> list[Check]:
+    """Every Lambda limit against the layers built, with the way out where one is exceeded.
+
+    ``ephemeral_storage`` is the function's /tmp (512 MB unless it was raised)."""
     checks: list[Check] = []
     total_unzipped = sum(lay.unzipped_bytes for lay in layers)
     for lay in layers:
@@ -148,8 +154,8 @@ def check_limits(layers: list[LayerOut], max_layer_size: int) -> list[Check]:
                             advice="more than the largest EphemeralStorage (10240 MB): prune more, "
                                    "or import only part of it and release() between uses"))
     else:
-        ok = tmp <= _limits.DEFAULT_TMP
-        checks.append(Check("/tmp for a full extraction", tmp, _limits.DEFAULT_TMP, ok, hard=False,
+        ok = tmp <= ephemeral_storage
+        checks.append(Check("/tmp for a full extraction", tmp, ephemeral_storage, ok, hard=False,
                             advice="" if ok else f"set the function's EphemeralStorage to at least "
                                                  f"{suggested} MB (or rely on lazy extraction)"))
     return checks
@@ -157,7 +163,7 @@ def check_limits(layers: list[LayerOut], max_layer_size: int) -> list[Check]:
 
 def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> BuildResult:
     """Run the whole pipeline; raises :class:`PackError` (and subclasses) on bad input."""
-    from . import _bytecode, _elf, _prune, _record, _resolve, _stub, _trace
+    from . import _bytecode, _elf, _gpu, _needs, _plan, _prune, _provenance, _record, _resolve, _stub, _trace
     from ._pack import DEFAULT_LEVEL, DEFAULT_PART_BYTES, pack_tree
     from ._scan import scan
 
@@ -176,6 +182,11 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
     if opts.keep_imported and _elf.host_machine() != target.machine:
         raise PackError(f"--keep-imported runs the code, which needs a {target.machine} machine; "
                         f"this one is {_elf.host_machine()}")
+    for k in opts.keep_gpu:
+        if k != "*" and not _gpu.is_gpu_only(k):
+            raise PackError(f"--keep-gpu {k}: not a CUDA/GPU-only distribution (those are "
+                            f"{', '.join(_gpu.GPU_ONLY)}); requirement names go before --keep-gpu, "
+                            f"or write --keep-gpu=DIST")
     notes: list[str] = []
     steps: list[tuple[str, int, int, str]] = []
     work = tempfile.mkdtemp(prefix="lambdaslim-build-", dir=opts.workdir)
@@ -191,15 +202,27 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
             _resolve.install(target, tree, requirements=opts.requirements,
                              requirement_files=opts.requirement_files, pip_args=opts.pip_args)
         installed = _sizes(tree)
+        original, owners = _prune.walk_files(tree), _record.owners(tree)
+        removed: list[tuple[str, list[str]]] = []  # (step, relpaths) for LAMBDASLIM_REMOVED
+        for g in _gpu.make_absent(tree, opts.keep_gpu):
+            steps.append((f"no-gpu {g.distribution}", g.removed_files, g.removed_bytes,
+                          f"CUDA/GPU runtime only, Lambda has no GPU; --keep-gpu {g.distribution} keeps it"))
+            removed.append(("no-gpu", g.removed))
+        cuda_torch = _gpu.torch_cuda_build(tree)
+        if cuda_torch:
+            notes.append(_gpu.torch_cpu_advice(cuda_torch))
         for name in opts.stubs:
             r = _stub.stub(tree, name)
             steps.append((f"stub {r.distribution}", r.removed_files, r.removed_bytes,
                           f"replaced by stub modules {', '.join(r.modules)}"))
+            removed.append((f"stub {r.distribution}", r.removed))
         if opts.prune or opts.drop:
             say("pruning")
             report = _prune.prune(tree, steps=_prune.DEFAULT_STEPS if opts.prune else (),
                                   keep=opts.keep, drop=opts.drop)
             steps += [(s.name, s.files, s.bytes, s.description) for s in report.steps]
+            removed += [(s.name, s.paths) for s in report.steps]
+            notes += _needs.named_notes(report.named, original)
         if opts.strip:
             say("stripping shared libraries")
             libs = [os.path.join(tree, rel) for rel in _prune.walk_files(tree)
@@ -222,6 +245,8 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
             tr = _trace.trace_and_prune(tree, opts.keep_imported)
             steps.append(("keep-imported", tr.removed_files, tr.removed_bytes,
                           f"files {opts.keep_imported!r} never touched"))
+            removed.append(("keep-imported", tr.removed))
+        _provenance.record(tree, owners, original, removed)
         pruned = _sizes(tree)
         if opts.bytecode:
             bc = _bytecode.compile_tree(tree, target.python)
@@ -255,9 +280,19 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
             layers.append(LayerOut(res.output, res.layer_zip_bytes, unzipped,
                                    sum(u.disk_bytes for u in res.index.units),
                                    [u.name for u in res.index.units]))
-        checks = check_limits(layers, opts.max_layer_size)
+        checks = check_limits(layers, opts.max_layer_size, opts.ephemeral_storage)
+        plan: list[str] = []
+        tmp_bytes = sum(lay.tmp_bytes for lay in layers)
+        layer_bytes = sum(lay.unzipped_bytes for lay in layers)
+        if any(lay.unzipped_bytes > opts.max_layer_size for lay in layers) \
+                or layer_bytes > _limits.UNZIPPED_LAYERS or tmp_bytes > opts.ephemeral_storage:
+            rows = _plan.rows(tree, [(u.name, [f.relpath for f in u.files]) for u in units], packed)
+            plan = _plan.render(rows, layer_bytes=layer_bytes, layer_limit=opts.max_layer_size,
+                                tmp_bytes=tmp_bytes, tmp_limit=opts.ephemeral_storage,
+                                stripped=opts.strip, gpu_kept=bool(opts.keep_gpu and
+                                                                   _gpu.gpu_distributions(tree)))
         return BuildResult(target, installed, pruned, packed, layers, checks, notes, steps,
-                           time.monotonic() - started)
+                           time.monotonic() - started, plan)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -327,6 +362,7 @@ def render(r: BuildResult) -> str:
         if c.advice:
             line += f": {c.advice}"
         lines.append(line)
+    lines += r.plan
     lines.append("")
     for lay in r.layers:
         lines.append(f"wrote {lay.path} ({format_size(lay.zip_bytes)}, {len(lay.distributions)} distributions)")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from .._size import parse_size
 
 _BUILD_DESTS = ("requirement_files", "from_dir", "python", "arch", "keep", "drop", "strip",
-                "stub", "keep_imported", "split", "max_layer_size", "no_prune", "no_bytecode",
+                "stub", "keep_gpu", "ephemeral_storage", "keep_imported", "split", "max_layer_size", "no_prune", "no_bytecode",
                 "pip_arg")
 
 
@@ -44,12 +44,20 @@ def add_pack_options(p: argparse.ArgumentParser) -> None:
                    help="strip shared libraries, keeping the original of any that would not load")
     g.add_argument("--stub", action="append", default=[], metavar="DIST",
                    help="replace distribution DIST by an empty importable stub (repeatable)")
+    g.add_argument("--keep-gpu", dest="keep_gpu", action="append", nargs="?", const="*", default=[],
+                   metavar="DIST",
+                   help="keep CUDA/GPU-only distributions (nvidia-*, triton...; see docs/build.md), "
+                        "which are left out by default because Lambda has no GPU; with DIST keep "
+                        "only that one (repeatable)")
     g.add_argument("--keep-imported", metavar="CMD",
                    help="run CMD on the tree, keep only files it touched, re-run it to confirm")
     g.add_argument("--no-bytecode", action="store_true", help="ship sources only")
     g.add_argument("--split", type=int, default=1, metavar="N", help="write N layer zips")
     g.add_argument("--max-layer-size", type=_size_arg, default=None, metavar="SIZE",
                    help="unzipped size allowed per layer (default 250 MB, AWS's limit)")
+    g.add_argument("--ephemeral-storage", type=_size_arg, default=None, metavar="SIZE",
+                   help="the function's /tmp (EphemeralStorage, default 512MB): a full extraction "
+                        "over it is reported with the way under")
     g.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for pip (repeatable), e.g. --pip-arg=--index-url=URL")
 
@@ -72,6 +80,7 @@ def build_requested(args: argparse.Namespace) -> bool:
     if len(srcs) != 1 or not _is_path(srcs[0]):
         return bool(srcs)  # requirement names
     return bool(args.keep or args.drop or args.strip or args.stub or args.keep_imported
+                or args.keep_gpu or args.ephemeral_storage is not None
                 or args.split != 1 or args.max_layer_size is not None)
 
 
@@ -95,7 +104,8 @@ def cmd_pack(args: argparse.Namespace, plain: Callable[[argparse.Namespace], int
     opts = BuildOptions(
         output=args.output, requirements=requirements, requirement_files=args.requirement_files,
         from_dir=from_dir, python=args.python, arch=args.arch, prune=not args.no_prune,
-        keep=args.keep, drop=args.drop, strip=args.strip, stubs=args.stub,
+        keep=args.keep, drop=args.drop, strip=args.strip, stubs=args.stub, keep_gpu=args.keep_gpu,
+        ephemeral_storage=args.ephemeral_storage or _limits.DEFAULT_TMP,
         keep_imported=args.keep_imported, bytecode=not args.no_bytecode, split=args.split,
         max_layer_size=args.max_layer_size or _limits.UNZIPPED_LAYERS, level=args.level,
         part_bytes=args.part_size, pip_args=args.pip_arg, quiet=args.quiet)
@@ -110,7 +120,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ._verify import verify
 
     result = verify(args.layers, tmp_limit=args.tmp_limit or None, names=args.imports or None,
-                    run=args.run, interpreter=args.interpreter)
+                    run=args.run, interpreter=args.interpreter, entry_points=args.entry_points)
     print(result.render())
     return 0 if result.ok else 1
 
@@ -123,6 +133,10 @@ def register_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME",
                    help="import NAME (repeatable; default: every top-level name in the layer)")
     p.add_argument("--run", metavar="CODE", help="Python code to run after the imports (e.g. a fit/predict)")
+    p.add_argument("--entry-points", action=argparse.BooleanOptionalAction, default=None,
+                   help="load every entry point of every distribution after the imports, naming "
+                        "the pruning step that removed what a failing one needs (default: on "
+                        "unless --import narrows the check)")
     p.add_argument("--interpreter", metavar="PATH",
                    help="the Python to use (default: one matching the layer's version)")
     p.set_defaults(func=cmd_verify)

@@ -24,6 +24,7 @@ import shutil
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from . import _needs
 from ._errors import PackError
 from ._record import dist_infos, norm_entry, owners, sync_records
 
@@ -60,6 +61,7 @@ class StepResult:
     description: str
     files: int = 0
     bytes: int = 0
+    paths: list[str] = field(default_factory=list)  # what it removed
 
 
 @dataclass
@@ -70,6 +72,7 @@ class PruneReport:
     before_files: int = 0
     steps: list[StepResult] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    named: dict[str, str] = field(default_factory=dict)  # {relpath a step spared: who names it}
 
     @property
     def removed_bytes(self) -> int:
@@ -203,19 +206,31 @@ def prune(
     remaining = dict(files)
     plan = [(s, _rule(s, packages, files), next(x.description for x in STEPS if x.name == s))
             for s in steps]
+    named = _needs.named_by_entry_points(root, set(files)) if plan else {}
     if drop:
         plan.append(("drop", lambda rel: match(drop, rel), "--drop " + " ".join(drop)))
     for name, rule, description in plan:
         result = StepResult(name, description)
         chosen = {rel for rel in remaining
                   if not is_metadata(rel) and not (keep and match(keep, rel)) and rule(rel)}
+        if name != "drop":  # an explicit --drop is the user's word; a default step spares names
+            spared = chosen & named.keys()
+            report.named.update((rel, named[rel]) for rel in spared)
+            chosen -= spared
         if name == "tests":
-            chosen -= imported_from_outside(root, set(remaining), chosen)
+            rescued = imported_from_outside(root, set(remaining), chosen)
+            in_tests = rescued | {rel for rel in named if _needs.test_folder(rel)}
+            found = _needs.discovered(root, in_tests, set(remaining))
+            report.named.update((rel, why) for rel, why in found.items() if rel in chosen)
+            chosen -= rescued | found.keys()
         for rel in sorted(chosen):
             result.files += 1
             result.bytes += remaining.pop(rel)
+            result.paths.append(rel)
             report.removed.append(rel)
         report.steps.append(result)
+    for rel in report.removed:  # what an explicit --drop took is not "kept"
+        report.named.pop(rel, None)
     remove_files(root, report.removed)
     return report
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.parser import HeaderParser
 
 from . import _prune, _record
@@ -75,6 +75,7 @@ class StubResult:
     modules: list[str]
     removed_files: int
     removed_bytes: int
+    removed: list[str] = field(default_factory=list)
 
 
 def find_dist_info(root: str, name: str) -> tuple[str, str, str]:
@@ -120,4 +121,4 @@ def stub(root: str, name: str) -> StubResult:
                 path_line="__path__: list[str] = []" if module in packages else ""))
         written.append(rel)
     _record.sync_records(root, added={dist_info: written})
-    return StubResult(dist, version, modules, len(present), removed_bytes)
+    return StubResult(dist, version, modules, len(present), removed_bytes, sorted(present))

@@ -48,17 +48,19 @@ tmp = os.environ["LAMBDASLIM_TMP"]
 def step(name, action):
     before = {k: v["seconds"] for k, v in boot.status().items()}
     t = time.perf_counter()
-    err = None
+    err = missing = None
     try:
         action()
     except BaseException as exc:
         err = "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        missing = [getattr(exc, "name", None), getattr(exc, "filename", None)]
+        missing = [m if isinstance(m, str) else None for m in missing]
     total = time.perf_counter() - t
     extract = sum(v["seconds"] - before.get(k, 0.0) for k, v in boot.status().items())
     print(mark + json.dumps({"name": name, "ok": err is None, "error": err,
                              "extract_seconds": extract,
                              "import_seconds": max(0.0, total - extract),
-                             "tmp_bytes": tree_bytes(tmp)}), flush=True)
+                             "tmp_bytes": tree_bytes(tmp), "missing": missing}), flush=True)
 
 for name in cfg["names"]:
     step(name, lambda name=name: importlib.import_module(name))
@@ -86,6 +88,7 @@ class NameResult:
     extract_seconds: float
     import_seconds: float
     tmp_bytes: int
+    blame: str | None = None  # the build step that removed what it needed
 
 
 @dataclass
@@ -113,7 +116,8 @@ class VerifyResult:
                              f"import {r.import_seconds:6.2f} s  /tmp {format_size(r.tmp_bytes):>9}"
                              + (f"  ({r.error})" if r.error else ""))
             else:
-                lines.append(f"  FAILED  {r.name:<{width}}  {r.error}")
+                lines.append(f"  FAILED  {r.name:<{width}}  {r.error}"
+                             + (f"\n          {r.blame}" if r.blame else ""))
         failed = sum(1 for r in self.results if not r.ok)
         if self.returncode and not failed:
             lines.append(f"  the interpreter exited with {self.returncode}:\n{self.output[-2000:]}")
@@ -206,8 +210,11 @@ def verify(
     run: str | None = None,
     interpreter: str | None = None,
     timeout: float | None = 1800,
+    entry_points: bool | None = None,
 ) -> VerifyResult:
-    """Unzip ``layers`` into a temporary /opt and import ``names`` (default: all) there."""
+    """Unzip ``layers`` into a temporary /opt and import ``names`` (default: all) there, then
+    load every entry point (default: when ``names`` is not given)."""
+    from . import _entrypoints
     from ._elf import host_machine
 
     with tempfile.TemporaryDirectory(prefix="lambdaslim-verify-") as work:
@@ -232,9 +239,11 @@ def verify(
         env["LAMBDASLIM_TMP"] = tmp
         if tmp_limit:
             env["LAMBDASLIM_TMP_LIMIT"] = str(tmp_limit)
-        cfg = {"python_dir": os.path.join(opt, "python"), "names": wanted, "run": run, "mark": _MARK}
+        eps = _entrypoints.layer_entry_points(opt) if (not names if entry_points is None else entry_points) else []
+        cfg = {"python_dir": os.path.join(opt, "python"), "names": wanted, "run": run, "mark": _MARK,
+               "entry_points": _entrypoints.child_config(eps)}
         try:
-            proc = subprocess.run([exe, "-I", "-S", "-c", _CHILD, json.dumps(cfg)], env=env,
+            proc = subprocess.run([exe, "-I", "-S", "-c", _CHILD + _entrypoints.CHILD, json.dumps(cfg)], env=env,
                                   cwd=work, text=True, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
             out, code = proc.stdout, proc.returncode
@@ -246,8 +255,10 @@ def verify(
         for line in out.splitlines():
             if line.startswith(_MARK):
                 d = json.loads(line[len(_MARK):])
+                missing = d.get("missing") or [None, None]
                 result.results.append(NameResult(d["name"], d["ok"], d["error"], d["extract_seconds"],
-                                                 d["import_seconds"], d["tmp_bytes"]))
+                                                 d["import_seconds"], d["tmp_bytes"], None if d["ok"] else
+                                                 _entrypoints.explain(opt, missing[0], missing[1])))
             else:
                 other.append(line)
         result.output = "\n".join(other)
