@@ -95,7 +95,7 @@ def module_files(module: str, files: set[str]) -> set[str]:
     return found
 
 
-def parents(rel: str, files: set[str]) -> set[str]:
+def parents(rel: str, files: set[str] | frozenset[str]) -> set[str]:
     """The ``__init__.py`` files of the packages above ``rel``."""
     out: set[str] = set()
     parent = rel.rpartition("/")[0]

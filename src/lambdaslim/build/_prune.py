@@ -346,10 +346,6 @@ def copy_tree(src: str, dest: str) -> None:
 def add_parent_inits(kept: set[str], candidates: Collection[str]) -> None:
     """Add to ``kept`` the ``__init__.py`` (from ``candidates``) of every package above its files,
     so a kept module stays importable."""
+    files = candidates if isinstance(candidates, (set, frozenset)) else set(candidates)
     for rel in list(kept):
-        parent = rel.rpartition("/")[0]
-        while parent:
-            init = f"{parent}/__init__.py"
-            if init in candidates:
-                kept.add(init)
-            parent = parent.rpartition("/")[0]
+        kept |= _needs.parents(rel, files)

@@ -305,27 +305,13 @@ class DiskCache:
                 }
                 with open(os.path.join(staging, "meta.json"), "w", encoding="utf-8") as fh:
                     json.dump(meta, fh)
-                self._publish(staging, os.path.join(folder, name))
+                publish_folder(staging, os.path.join(folder, name))
         except (StorageBudgetError, OSError) as exc:
             self.counters.add("skipped")
             log.warning("not caching s3://%s/%s on disk: %s", ck.bucket, ck.key, exc)
         finally:
             if os.path.exists(staging):
                 shutil.rmtree(staging, ignore_errors=True)
-
-    @staticmethod
-    def _publish(staging: str, final: str) -> None:
-        """Rename the staged folder into place, replacing an older entry (key lock held)."""
-        trash = None
-        if os.path.exists(final):
-            trash = staging + ".old"
-            try:
-                os.rename(final, trash)
-            except FileNotFoundError:  # evicted meanwhile
-                trash = None
-        os.rename(staging, final)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
 
     def touch(self, ck: CacheKey, entry: Entry) -> None:
         """The server confirmed the ETag (304): record when, in meta.json's mtime."""
@@ -394,3 +380,20 @@ def clear_cache(memory: bool = True, tmp: bool = True) -> None:
         memory_cache.clear()
     if tmp:
         disk_cache.clear()
+
+
+def publish_folder(staging: str, final: str) -> None:
+    """Rename a complete staged folder into place, replacing an older one (its lock held).
+
+    Readers see the old folder or the new one, never a mix; the old one is removed after.
+    """
+    trash = None
+    if os.path.exists(final):
+        trash = staging + ".old"
+        try:
+            os.rename(final, trash)
+        except FileNotFoundError:  # evicted meanwhile
+            trash = None
+    os.rename(staging, final)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)

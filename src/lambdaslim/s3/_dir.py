@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from .._runtime._budget import pid_alive
 from . import _plan
 from ._buffer import FileTarget
-from ._cache import KeyLocks
+from ._cache import KeyLocks, publish_folder
 from ._client import endpoint_of, get_client
 from ._errors import S3KeyPathError, S3ObjectNotFoundError, S3URLError, translate
 from ._fetch import MAX_ATTEMPTS, READ_CHUNK, fetch
@@ -172,7 +172,7 @@ def _fetch_entry(client: Any, kind: str, bucket: str, name: str, listing: Callab
                 _download_all(client, bucket, staging, todo, max_concurrency, max_attempts, version_id)
             with open(os.path.join(staging, "meta.json"), "w", encoding="utf-8") as fh:
                 json.dump({"ident": ident, "objects": {r: list(it) for r, it in items.items()}}, fh)
-            _publish(staging, entry)
+            publish_folder(staging, entry)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return Path(entry, "files")
@@ -236,20 +236,6 @@ def _open_new(path: str) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-def _publish(staging: str, entry: str) -> None:
-    """Rename the complete staging folder into place, replacing the older version (lock held)."""
-    trash = None
-    if os.path.exists(entry):
-        trash = staging + ".old"
-        try:
-            os.rename(entry, trash)
-        except FileNotFoundError:  # evicted meanwhile
-            trash = None
-    os.rename(staging, entry)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _sweep(folder: str) -> None:
