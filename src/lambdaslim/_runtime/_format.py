@@ -16,7 +16,8 @@ from typing import Any
 from ._errors import ArchiveError
 
 FORMAT = "lambdaslim-layer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: parts grouped by kind (code / meta / disk), code_bytes, native_disk_bytes
+CODE, META, DISK = "code", "meta", "disk"  # part kinds: Python modules, dist-info, everything else
 INDEX_NAME = "index.json"
 LAYER_DIR = "lambdaslim"  # inside a layer root such as /opt
 BLOCK = 4096  # allocation unit used to estimate bytes on disk (ext4, tmpfs pages)
@@ -38,10 +39,21 @@ class Part:
     packed_bytes: int
     sha256: str
     offset: int | None = None  # set: the part is bytes [offset, offset+unpacked) of file `first`
+    kind: str = DISK  # CODE parts hold only .py/.pyc, META parts only the dist-info folder
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if v is not None}
         return out
+
+
+def file_kind(path: str, dist_info: str | None) -> str:
+    """Which kind of part a file goes into: Python code is served from memory, dist-info
+    from the layer's ``meta/`` copy, everything else is written to disk."""
+    if path.endswith((".py", ".pyc")):
+        return CODE
+    if dist_info and path.startswith(dist_info + "/"):
+        return META
+    return DISK
 
 
 class Unit:
@@ -54,12 +66,16 @@ class Unit:
     def __init__(self, *, key: str, name: str, version: str, kind: str, import_names: list[str],
                  dist_info: str | None, unpacked_bytes: int, disk_bytes: int, packed_bytes: int,
                  sha256: str, parts: list[Part] | None = None, files: list[FileEntry] | None = None,
-                 raw: dict[str, Any] | None = None, where: str = "") -> None:
+                 raw: dict[str, Any] | None = None, where: str = "", code_bytes: int = 0,
+                 native_disk_bytes: int | None = None) -> None:
         self.key, self.name, self.version, self.kind = key, name, version, kind
         self.import_names = import_names
         self.dist_info = dist_info
         self.unpacked_bytes, self.disk_bytes, self.packed_bytes = unpacked_bytes, disk_bytes, packed_bytes
         self.sha256 = sha256
+        # Memory mode: the .py/.pyc bytes served from memory, and the disk the rest takes.
+        self.code_bytes = code_bytes
+        self.native_disk_bytes = disk_bytes if native_disk_bytes is None else native_disk_bytes
         self._parts, self._files = parts, files
         self._raw, self._where = raw, where
         self.files_count = len(files) if files is not None else int((raw or {}).get("files_count", 0))
@@ -102,6 +118,8 @@ class Unit:
             "unpacked_bytes": self.unpacked_bytes,
             "disk_bytes": self.disk_bytes,
             "packed_bytes": self.packed_bytes,
+            "code_bytes": self.code_bytes,
+            "native_disk_bytes": self.native_disk_bytes,
             "sha256": self.sha256,
             "parts": [p.to_json() for p in self.parts],
             "files": [[f.path, f.size, f.mode] for f in self.files],
@@ -184,7 +202,10 @@ def _parse_table(raw: dict[str, Any], where: str) -> tuple[list[FileEntry], list
             packed_bytes=_int(p["packed_bytes"], where, "part size"),
             sha256=str(p["sha256"]),
             offset=None if offset is None else _int(offset, where, "part offset"),
+            kind=str(p.get("kind", DISK)),
         )
+        if part.kind not in (CODE, META, DISK):
+            raise ArchiveError(f"part {part.path!r} has unknown kind {part.kind!r}", where)
         check_relpath(part.path, where)
         if part.first != next_file or (part.offset or 0) != next_offset:
             raise ArchiveError(f"parts of unit {raw['key']!r} do not cover its files in order", where)
@@ -223,6 +244,8 @@ def _parse_unit(raw: dict[str, Any], where: str) -> Unit:
         unpacked_bytes=_int(raw["unpacked_bytes"], where, "size"),
         disk_bytes=_int(raw["disk_bytes"], where, "size"),
         packed_bytes=_int(raw["packed_bytes"], where, "size"),
+        code_bytes=_int(raw["code_bytes"], where, "size"),
+        native_disk_bytes=_int(raw["native_disk_bytes"], where, "size"),
         sha256=str(raw["sha256"]),
         raw=raw,
         where=where,
