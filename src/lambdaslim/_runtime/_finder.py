@@ -217,21 +217,24 @@ class LayerFinder(TreeHost):
 
     def _find_spec(self, fullname: str, path: Any) -> ModuleSpec | None:
         providers = self._names.get(fullname)
-        if providers:
-            e = providers[0]
-            if e.unit is not None:  # from the index alone: extracted when loaded
-                from ._loader import spec_for
+        portions: list[str] = []
+        for e in providers or ():
+            if e.unit is None:
+                self._activate(e)  # a zip bundle: extracted now
+                return PathFinder.find_spec(fullname, path)
+            from ._loader import spec_for
 
-                return spec_for(self.tree(e), fullname, fullname.replace(".", "/"))
-            self._activate(e)  # a zip bundle: extracted now
-            return PathFinder.find_spec(fullname, path)
+            spec = spec_for(self.tree(e), fullname, fullname.replace(".", "/"))  # extracted when loaded
+            if spec is None or spec.loader is not None:
+                return spec
+            portions.extend(spec.submodule_search_locations or ())
         users = self._namespaces.get(fullname)
-        if users:
+        if users or portions:
             # A namespace package (PEP 420) with portions in packed units: its __path__ lists
             # them, extracted or not (their modules are found from the index).
             spec = ModuleSpec(fullname, None, is_package=True)
-            spec.submodule_search_locations = [
-                os.path.join(self._root_of(e), *fullname.split(".")) for e in users]
+            spec.submodule_search_locations = portions + [
+                os.path.join(self._root_of(e), *fullname.split(".")) for e in users or ()]
             return spec
         # A submodule of a distribution whose tree was released: extract it again.
         released = self._released_owner(fullname)

@@ -89,7 +89,8 @@ def spec_for(tree: Tree, fullname: str, rel: str) -> ModuleSpec | None:
         return None
     is_pkg, module = found
     folder = os.path.join(tree.root, *rel.split("/"))
-    if module is None:  # a namespace portion (PEP 420)
+    if module is None:  # a namespace portion (PEP 420): its folder must exist, it has no loader
+        tree.activate()  # to extract the unit later (nvidia-nvtx-cu12 holds no Python at all)
         spec = ModuleSpec(fullname, None, is_package=True)
         spec.submodule_search_locations = [folder]
         return spec
