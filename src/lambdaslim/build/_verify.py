@@ -174,6 +174,7 @@ def verify(
     run: str | None = None,
     interpreter: str | None = None,
     timeout: float | None = 1800,
+    python_mode: str = "memory",
 ) -> VerifyResult:
     """Unzip ``layers`` into a temporary /opt and import ``names`` (default: all) there."""
     from ._elf import host_machine
@@ -198,6 +199,7 @@ def verify(
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LAMBDASLIM_"))}
         env["LAMBDASLIM_LAYER_ROOTS"] = opt
         env["LAMBDASLIM_TMP"] = tmp
+        env["LAMBDASLIM_PYTHON"] = python_mode  # memory (the default) or disk
         if tmp_limit:
             env["LAMBDASLIM_TMP_LIMIT"] = str(tmp_limit)
         cfg = {"python_dir": os.path.join(opt, "python"), "names": wanted, "run": run, "mark": _MARK}

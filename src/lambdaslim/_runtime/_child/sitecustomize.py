@@ -1,6 +1,6 @@
 """Run by ``site`` in child interpreters of a process that imported ``lambdaslim.bootstrap``.
 
-Installs the bootstrap, then runs the ``sitecustomize`` the interpreter would have run
+Installs the bootstrap's import hook, then runs the ``sitecustomize`` the interpreter would have run
 without this one (a user's own keeps working). It never stops the child from starting: a
 failure is reported on stderr. See :mod:`lambdaslim._runtime._children`.
 """
@@ -16,7 +16,11 @@ def _install(here: str) -> None:
     if package_root not in sys.path:
         sys.path.append(package_root)
     try:
-        import lambdaslim.bootstrap  # noqa: F401
+        # The hook alone (lambdaslim.bootstrap's install); a later `import lambdaslim.bootstrap`
+        # gets this same finder. LAMBDASLIM_EAGER is the parent's business, not the children's.
+        from lambdaslim._runtime._finder import install
+
+        install()
     except Exception as exc:  # the child must start whatever happens
         sys.stderr.write(f"lambdaslim: packed distributions are not importable in this process: {exc!r}\n")
 
