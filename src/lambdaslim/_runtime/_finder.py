@@ -133,9 +133,11 @@ class LayerFinder(TreeHost):
                                 users = self._namespaces.setdefault(".".join(parts[:i]), [])
                                 if e not in users:
                                     users.append(e)
-                    from ._store import sweep_staging
+                    staging = os.path.join(os.path.dirname(self.units_root), "staging")
+                    if os.path.isdir(staging):  # _store and shutil cost ~10 ms: only when needed
+                        from ._store import sweep_staging
 
-                    sweep_staging(self.budget)  # leftovers of processes killed mid-extraction
+                        sweep_staging(self.budget)  # leftovers of processes killed mid-extraction
         return self._entries
 
     def _discover(self) -> list[Entry]:

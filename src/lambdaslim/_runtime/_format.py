@@ -3,15 +3,16 @@
 A packed layer is a folder ``<layer root>/lambdaslim/<layer id>/`` holding ``index.json``,
 ``parts/*.zst`` (each part one zstd frame: the bytes of a run of files, concatenated, in
 index order) and ``meta/<dist>.dist-info/`` (copies for importlib.metadata before extraction).
-See docs/format.md. This module is imported at cold start: json, os and dataclasses only.
+See docs/format.md. This module is imported at cold start: json and os only.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 from ._errors import ArchiveError
 
@@ -23,27 +24,46 @@ LAYER_DIR = "lambdaslim"  # inside a layer root such as /opt
 BLOCK = 4096  # allocation unit used to estimate bytes on disk (ext4, tmpfs pages)
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    path: str  # POSIX, relative to the unit's tree
-    size: int
-    mode: int  # permission bits: 0o644 or 0o755
+class _Record:
+    """A small value class (dataclasses costs ~10 ms to import: the first import miss pays it)."""
+
+    _fields: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in self._fields))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self._fields)})"
 
 
-@dataclass(frozen=True)
-class Part:
-    path: str  # relative to the layer folder
-    first: int  # index of its first file in Unit.files
-    count: int
-    unpacked_bytes: int
-    packed_bytes: int
-    sha256: str
-    offset: int | None = None  # set: the part is bytes [offset, offset+unpacked) of file `first`
-    kind: str = DISK  # CODE parts hold only .py/.pyc, META parts only the dist-info folder
+class FileEntry(_Record):
+    _fields = ("path", "size", "mode")
+
+    def __init__(self, path: str, size: int, mode: int) -> None:
+        self.path = path  # POSIX, relative to the unit's tree
+        self.size = size
+        self.mode = mode  # permission bits: 0o644 or 0o755
+
+
+class Part(_Record):
+    _fields = ("path", "first", "count", "unpacked_bytes", "packed_bytes", "sha256", "offset", "kind")
+
+    def __init__(self, path: str, first: int, count: int, unpacked_bytes: int, packed_bytes: int,
+                 sha256: str, offset: int | None = None, kind: str = DISK) -> None:
+        self.path = path  # relative to the layer folder
+        self.first = first  # index of its first file in Unit.files
+        self.count = count
+        self.unpacked_bytes = unpacked_bytes
+        self.packed_bytes = packed_bytes
+        self.sha256 = sha256
+        self.offset = offset  # set: the part is bytes [offset, offset+unpacked) of file `first`
+        self.kind = kind  # CODE parts hold only .py/.pyc, META parts only the dist-info folder
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if v is not None}
-        return out
+        return {f: getattr(self, f) for f in self._fields if getattr(self, f) is not None}
 
 
 def file_kind(path: str, dist_info: str | None) -> str:
@@ -126,14 +146,16 @@ class Unit:
         }
 
 
-@dataclass
-class LayerIndex:
-    layer_id: str
-    created_by: str
-    zstd_level: int
-    part_bytes: int
-    units: list[Unit]
-    folder: str = ""  # where the index was read from (not serialised)
+class LayerIndex(_Record):
+    _fields = ("layer_id", "created_by", "zstd_level", "part_bytes", "units", "folder")
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __init__(self, layer_id: str, created_by: str, zstd_level: int, part_bytes: int,
+                 units: list[Unit], folder: str = "") -> None:
+        self.layer_id, self.created_by = layer_id, created_by
+        self.zstd_level, self.part_bytes = zstd_level, part_bytes
+        self.units = units
+        self.folder = folder  # where the index was read from (not serialised)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -19,9 +19,9 @@ import _imp
 import marshal
 import os
 import sys
+from importlib._bootstrap_external import MAGIC_NUMBER, decode_source  # frozen: free, unlike importlib.util
 from importlib.machinery import (EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec,
                                  SourceFileLoader, SourcelessFileLoader)
-from importlib.util import MAGIC_NUMBER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -211,8 +211,6 @@ class MemoryLoader:
     def get_source(self, fullname: str) -> str | None:
         if self.source is None:
             return None
-        from importlib.util import decode_source
-
         return decode_source(self.tree.files.read(self.source))
 
     def get_data(self, path: str) -> bytes:

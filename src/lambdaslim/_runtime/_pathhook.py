@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 
-from ._loader import Tree, resolve, spec_for
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Iterator
     from importlib.machinery import ModuleSpec
     from types import ModuleType
+
+    from ._loader import Tree
 
 MEMORY_SUFFIX = ".m"  # a memory-mode tree is units/<unit key>.m
 
@@ -34,6 +34,8 @@ class TreeImporter:
         return f"<TreeImporter {self.path!r}>"
 
     def find_spec(self, fullname: str, target: ModuleType | None = None) -> ModuleSpec | None:
+        from ._loader import spec_for  # loaded with the first memory tree, not at bootstrap import
+
         tail = fullname.rpartition(".")[2]
         return spec_for(self.tree, fullname, f"{self.rel}/{tail}" if self.rel else tail)
 
@@ -42,6 +44,8 @@ class TreeImporter:
 
     def iter_modules(self, prefix: str = "") -> Iterator[tuple[str, bool]]:
         """(name, is package) of every module in this folder, as pkgutil lists a plain folder."""
+        from ._loader import resolve
+
         files = self.tree.files
         seen: set[str] = set()
         for child in sorted(files.children.get(self.rel, ())):
