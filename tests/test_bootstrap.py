@@ -169,11 +169,13 @@ def test_budget_refusal_names_distribution_sizes_and_fix(opt: Path, tmp: Path) -
 
 
 def test_warm_reuse_decompresses_nothing(opt: Path, tmp: Path) -> None:
-    assert run("import lambdaslim.bootstrap, numpy\nreport(1)", opt, tmp) == 1
+    # Disk mode: the tree holds every file (memory mode reads code from the parts).
+    assert run("import lambdaslim.bootstrap, numpy\nreport(1)", opt, tmp, LAMBDASLIM_PYTHON="disk") == 1
     shutil.rmtree(next((opt / "lambdaslim").iterdir()) / "parts")  # nothing left to decompress
     out = run("import lambdaslim.bootstrap, numpy\n"
               "s = lambdaslim.bootstrap.status()['numpy']\n"
-              "report([int(numpy.arange(3).sum()), s['state'], s['extractions']])", opt, tmp)
+              "report([int(numpy.arange(3).sum()), s['state'], s['extractions']])", opt, tmp,
+              LAMBDASLIM_PYTHON="disk")
     assert out == [3, "extracted", 0]
 
 
@@ -284,16 +286,23 @@ def test_hostile_zip_bundle_is_refused_and_writes_nothing_outside(tmp_path: Path
     assert list((tmp / "staging").iterdir()) == []
 
 
-def test_corrupt_part_raises_archive_error_and_leaves_nothing(opt: Path, tmp: Path) -> None:
+@pytest.mark.parametrize("mode", ["disk", "memory"])
+def test_corrupt_part_raises_archive_error_and_leaves_nothing(opt: Path, tmp: Path, mode: str) -> None:
     layer_dir = next((opt / "lambdaslim").iterdir())
     for part in (layer_dir / "parts").glob("six-*.zst"):
         data = bytearray(part.read_bytes())
         data[len(data) // 2] ^= 0x55
         part.write_bytes(bytes(data))
     out = run("import lambdaslim, lambdaslim.bootstrap\n"
-              "try:\n    import six\nexcept lambdaslim.ArchiveError as e:\n    report(str(e))\n", opt, tmp)
+              "try:\n    import six\nexcept lambdaslim.ArchiveError as e:\n    report(str(e))\n", opt, tmp,
+              LAMBDASLIM_PYTHON=mode)
     assert "six" in out and "parts/six-" in out
-    assert list((tmp / "units").iterdir()) == [] and list((tmp / "staging").iterdir()) == []
+    assert list((tmp / "staging").iterdir()) == []
+    if mode == "disk":
+        assert list((tmp / "units").iterdir()) == []
+    else:  # the (verified) disk parts may be published; no byte of the corrupt code is
+        assert [p for p in tmp.rglob("*") if p.is_file() and p.name != ".lambdaslim-complete"
+                and "units" in p.parts] == []
 
 
 def test_import_bootstrap_imports_no_heavy_module(opt: Path, tmp: Path) -> None:

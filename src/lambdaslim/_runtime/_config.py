@@ -47,3 +47,14 @@ def flag(name: str, default: bool = False) -> bool:
     if value is None or value.strip() == "":
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+PYTHON_MODES = ("memory", "disk")
+
+
+def python_mode() -> str:
+    """``LAMBDASLIM_PYTHON``: ``memory`` (default; .py/.pyc served from memory) or ``disk``."""
+    mode = os.environ.get("LAMBDASLIM_PYTHON", "").strip().lower() or "memory"
+    if mode not in PYTHON_MODES:
+        raise ValueError(f"LAMBDASLIM_PYTHON must be 'memory' or 'disk', not {mode!r}")
+    return mode

@@ -98,7 +98,6 @@ def version_key(version: str) -> tuple[tuple[int, ...], int, str]:
 def scan(roots: list[str]) -> tuple[list[Found], list[Broken]]:
     """Every packed unit and zip bundle in ``roots`` (broken ones set aside), in root order."""
     from ._format import INDEX_NAME, LAYER_DIR, read_index
-    from ._zipbundle import ZipBundle
 
     found: list[Found] = []
     broken: list[Broken] = []
@@ -120,6 +119,8 @@ def scan(roots: list[str]) -> tuple[list[Found], list[Broken]]:
             full = os.path.join(root, name)
             if not name.endswith(".zip") or not os.path.isfile(full):
                 continue
+            from ._zipbundle import ZipBundle  # zipfile and email cost ~50 ms: only for a bundle
+
             try:
                 bundle = ZipBundle(full)
             except ArchiveError as exc:
@@ -200,13 +201,20 @@ def _layer_id(f: Found) -> str:
     return os.path.basename(f.source)
 
 
-def status_row(e: Any) -> tuple[str, dict[str, Any]]:
-    """One entry of ``status()``: a finder Entry described (its file table validated)."""
+def status_row(e: Any, finder: Any) -> tuple[str, dict[str, Any]]:
+    """One entry of ``status()``: a finder Entry described (its file table validated).
+
+    ``disk_bytes`` is what the tree takes in /tmp in the finder's mode (memory mode: native
+    code and data only), ``memory_bytes`` the code held decompressed right now, ``code_bytes``
+    all its .py/.pyc (served from memory in memory mode)."""
     state, error = e.state, e.error
+    memory = finder.memory and e.unit is not None
     try:
-        disk, unpacked = e.disk_bytes, e.unpacked_bytes
+        unpacked = e.unpacked_bytes
+        disk = finder._disk_bytes(e)
+        code = e.unit.code_bytes if e.unit is not None else 0
     except ArchiveError as exc:  # a file table that fails validation
-        state, error, disk, unpacked = "broken", str(exc), 0, 0
+        state, error, disk, unpacked, code = "broken", str(exc), 0, 0, 0
     key = e.name if state not in ("broken", "shadowed") else f"{e.name}@{e.source}"
     return key, {
         "state": state,
@@ -217,7 +225,11 @@ def status_row(e: Any) -> tuple[str, dict[str, Any]]:
         "path": e.path if e.state == "extracted" else None,
         "source": e.source,
         "unpacked_bytes": unpacked,
+        "mode": "memory" if memory else "disk",
         "disk_bytes": disk,
+        "memory_bytes": finder._trees[e.key].files.held() if e.key in finder._trees and e.unit is not None
+        and finder._by_key.get(e.key) is e else 0,
+        "code_bytes": code,
         "seconds": round(e.seconds, 4),
         "extractions": e.extractions,
         "error": error,

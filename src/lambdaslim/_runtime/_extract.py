@@ -132,10 +132,14 @@ def extract_unit(
     *,
     workers: int = 1,
     pool: Executor | None = None,
+    kinds: frozenset[str] | None = None,
 ) -> int:
     """Write every file of ``unit`` under the new folder ``dest``; returns bytes written.
 
     Parts run on ``pool`` when given (extract_all shares one), else on ``workers`` threads.
+    With ``kinds``, only parts of those kinds are decompressed (memory mode: disk parts),
+    and every folder of the tree but ``__pycache__`` and the dist-info is created, so that
+    ``os.path.dirname(__file__)`` of a module served from memory exists.
     """
     # Import zstandard here, not first inside a worker: on Python <= 3.11 a meta path finder
     # runs under the global import lock, so a worker's first import would wait for it forever
@@ -147,6 +151,14 @@ def extract_unit(
     parts = unit.parts  # validates the file table before anything is written
     os.makedirs(dest, exist_ok=True)
     made_dirs: set[str] = set()
+    if kinds is not None:
+        parts = [p for p in parts if p.kind in kinds]
+        for entry in unit.files:
+            parent = entry.path.rpartition("/")[0]
+            if parent and parent not in made_dirs and "__pycache__" not in parent.split("/") \
+                    and not (unit.dist_info and parent.split("/")[0] == unit.dist_info):
+                os.makedirs(os.path.join(dest, parent), exist_ok=True)
+                made_dirs.add(parent)
     if pool is None and (workers <= 1 or len(parts) <= 1):
         total = 0
         for part in parts:

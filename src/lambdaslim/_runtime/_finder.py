@@ -17,6 +17,9 @@ import _thread  # not threading: that costs ~5 ms more at cold start
 import time
 from importlib.machinery import ModuleSpec, PathFinder
 
+from ._trees import (BROKEN as BROKEN, EXTRACTED as EXTRACTED, PACKED as PACKED, RELEASED as RELEASED,
+                     SHADOWED as SHADOWED, TreeHost)
+
 TYPE_CHECKING = False  # typing itself costs ~10 ms at cold start; mypy reads the block below
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable, Iterator
@@ -29,8 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._format import LayerIndex, Unit
     from ._zipbundle import ZipBundle
 
-PACKED, EXTRACTED, RELEASED = "packed", "extracted", "released"
-BROKEN, SHADOWED = "broken", "shadowed"  # set aside (see _discover): never extracted
 
 # Each decompressing thread holds about 12 MB (an 8 MiB zstd window and buffers): four keep a
 # full extraction under 64 MB of extra memory on a 6-vCPU function too.
@@ -71,52 +72,27 @@ class Entry:
     def unpacked_bytes(self) -> int:
         return self.unit.unpacked_bytes if self.unit is not None else self._unpacked_bytes
 
-    def files(self) -> list[tuple[str, int]]:
-        """(path, size) of every file the published tree must hold."""
+    def files(self, memory: bool = False) -> list[tuple[str, int]]:
+        """(path, size) of every file the published tree must hold (memory mode: disk parts')."""
         if self.unit is not None:
-            return [(f.path, f.size) for f in self.unit.files]
+            return [(f.path, f.size) for f in (self.unit.disk_files() if memory else self.unit.files)]
         assert self.bundle is not None
         return self.bundle.sizes
 
-    def extract_into(self, dest: str, workers: int, pool: Executor | None = None) -> None:
+    def extract_into(self, dest: str, workers: int, pool: Executor | None = None,
+                     memory: bool = False) -> None:
         if self.bundle is not None:
             self.bundle.extract(dest)
         else:
             from ._extract import extract_unit
+            from ._format import DISK
 
             assert self.index is not None and self.unit is not None
-            extract_unit(self.index, self.unit, dest, workers=workers, pool=pool)
+            extract_unit(self.index, self.unit, dest, workers=workers, pool=pool,
+                         kinds=frozenset([DISK]) if memory else None)
 
 
-class _ReleaseAfterImport:
-    """Loader wrapper for LAMBDASLIM_CLEANUP=after-import: when the outermost import that
-    extracted something finishes, the trees it extracted are deleted (loaded extension
-    modules stay mapped; a later import that needs a file extracts it again)."""
-
-    def __init__(self, loader: Any, finder: LayerFinder) -> None:
-        self._loader = loader
-        self._finder = finder
-
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        result: ModuleType | None = self._loader.create_module(spec)
-        return result
-
-    def exec_module(self, module: ModuleType) -> None:
-        local = self._finder._local
-        local.depth = getattr(local, "depth", 0) + 1
-        try:
-            self._loader.exec_module(module)
-        finally:
-            local.depth -= 1
-            if local.depth == 0:
-                pending, local.pending = getattr(local, "pending", []), []
-                self._finder._release_entries(pending)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
-
-
-class LayerFinder:
+class LayerFinder(TreeHost):
     """Meta path finder over the packed layers and zip bundles in the layer roots."""
 
     def __init__(self, roots: list[str] | None = None, tmp_root: str | None = None) -> None:
@@ -124,13 +100,17 @@ class LayerFinder:
 
         self.roots = roots if roots is not None else _config.layer_roots()
         self.tmp_root = tmp_root or _config.extraction_root()
+        self.units_root = os.path.join(os.path.abspath(self.tmp_root), "units")
+        self.memory = _config.python_mode() == "memory"
         self.cleanup_after_import = os.environ.get("LAMBDASLIM_CLEANUP", "").strip().lower() in (
             "after-import", "after_import", "1", "true")
         self.created = time.monotonic()
         self._entries: list[Entry] | None = None
         self._names: dict[str, list[Entry]] = {}
+        self._namespaces: dict[str, list[Entry]] = {}  # namespace package -> units with portions
         self._broken_names: dict[str, Entry] = {}  # names only a broken layer would provide
-        self._namespaces: set[str] = set()
+        self._by_key: dict[str, Entry] = {}
+        self._trees = {}
         self._lock = _thread.RLock()
         self._local = _thread._local()
         self._budget: Budget | None = None
@@ -153,19 +133,25 @@ class LayerFinder:
                     for e in self._entries:
                         if e.state in (BROKEN, SHADOWED):
                             continue
+                        self._by_key.setdefault(e.key, e)
                         for n in e.import_names:
                             self._names.setdefault(n, []).append(e)
                             parts = n.split(".")
                             for i in range(1, len(parts)):
-                                self._namespaces.add(".".join(parts[:i]))
+                                users = self._namespaces.setdefault(".".join(parts[:i]), [])
+                                if e not in users:
+                                    users.append(e)
                     for e in self._entries:
                         if e.state == BROKEN:
                             for n in e.import_names:
                                 if n not in self._names:
                                     self._broken_names.setdefault(n, e)
-                    from ._store import sweep_staging
+                    root = os.path.dirname(self.units_root)
+                    if os.path.isdir(os.path.join(root, "staging")) or os.path.isdir(os.path.join(root, "reserve")):
+                        # _store and shutil cost ~10 ms: only when there may be something to sweep
+                        from ._store import sweep_staging
 
-                    sweep_staging(self.budget)  # leftovers of processes killed mid-extraction
+                        sweep_staging(self.budget)  # leftovers of processes killed mid-extraction
         return self._entries
 
     def _discover(self) -> list[Entry]:
@@ -219,23 +205,25 @@ class LayerFinder:
     def _find_spec(self, fullname: str, path: Any) -> ModuleSpec | None:
         providers = self._names.get(fullname)
         if providers and not all([self._check(e) for e in providers]):
-            providers = self._names.get(fullname)
-        if providers:
-            fresh = [e for e in providers if self._activate(e)]
-            spec = PathFinder.find_spec(fullname, path)
-            if spec is not None and fresh and self.cleanup_after_import and spec.loader is not None:
-                pending = getattr(self._local, "pending", None)
-                if pending is None:
-                    pending = self._local.pending = []
-                pending.extend(fresh)
-                if getattr(self._local, "depth", 0) == 0:
-                    spec.loader = _ReleaseAfterImport(spec.loader, self)  # type: ignore[assignment]
-            return spec
-        if fullname in self._namespaces:
-            # A namespace package none of whose portions is on disk yet: an empty one whose
-            # __path__ grows as portions are extracted (see _extend_namespaces).
+            providers = self._names.get(fullname)  # those left once a bad layer is set aside
+        portions: list[str] = []
+        for e in list(providers or ()):
+            if e.unit is None:
+                self._activate(e)  # a zip bundle: extracted now
+                return PathFinder.find_spec(fullname, path)
+            from ._loader import spec_for
+
+            spec = spec_for(self.tree(e), fullname, fullname.replace(".", "/"))  # extracted when loaded
+            if spec is None or spec.loader is not None:
+                return spec
+            portions.extend(spec.submodule_search_locations or ())
+        users = [e for e in self._namespaces.get(fullname, ()) if e.state not in (BROKEN, SHADOWED)]
+        if users or portions:
+            # A namespace package (PEP 420) with portions in packed units: its __path__ lists
+            # them, extracted or not (their modules are found from the index).
             spec = ModuleSpec(fullname, None, is_package=True)
-            spec.submodule_search_locations = []
+            spec.submodule_search_locations = portions + [
+                os.path.join(self._root_of(e), *fullname.split(".")) for e in users]
             return spec
         broken = self._broken_names.get(fullname)
         if broken is not None:
@@ -260,10 +248,11 @@ class LayerFinder:
         if e.state != EXTRACTED or e.path is None or not os.path.isdir(e.path):
             from ._store import publish
 
+            memory = self.memory and e.unit is not None  # memory mode: only disk parts
             path, seconds, extracted_now = publish(
-                self.budget, key=e.key, sha256=e.sha256, what=f"{e.name} {e.version}",
-                disk_bytes=e.disk_bytes, files=e.files,
-                extract=lambda dest: e.extract_into(dest, _threads(workers), pool),
+                self.budget, key=os.path.basename(self._root_of(e)), sha256=e.sha256,
+                what=f"{e.name} {e.version}", disk_bytes=self._disk_bytes(e), files=lambda: e.files(memory),
+                extract=lambda dest: e.extract_into(dest, _threads(workers), pool, memory),
                 info={"name": e.name, "version": e.version, "source": e.source})
             if extracted_now:
                 e.seconds += seconds
@@ -297,37 +286,37 @@ class LayerFinder:
 
     # -- importlib.metadata ------------------------------------------------------------
     def find_distributions(self, context: Any = None) -> Iterator[Distribution]:
-        """Distributions of packed units not on sys.path yet (extracted ones are found there)."""
+        """Distributions of packed units whose tree holds no dist-info on sys.path: not
+        extracted yet, or extracted in memory mode (read from the layer's meta/ copy)."""
         if context is not None and "path" in vars(context):
             return  # the caller asked about specific folders, not about sys.path
-        import pathlib
-        import zipfile
-        from importlib.metadata import PathDistribution
-
-        name = getattr(context, "name", None)
         from ._discover import normalize as _normalize
 
+        name = getattr(context, "name", None)
         wanted = _normalize(name) if name else None
         for e in self.entries():
-            if e.state == EXTRACTED and e.path in sys.path:
+            if e.state == EXTRACTED and e.path in sys.path and not (self.memory and e.unit is not None):
                 continue
             for meta in e.meta:
                 if "!" in meta:
+                    import zipfile
+                    from importlib.metadata import PathDistribution
+
                     zpath, _, inner = meta.partition("!")
-                    dist_name = inner.split("-")[0]
-                    location: Any = zipfile.Path(zpath, inner + "/")
-                else:
-                    dist_name = e.name
-                    location = pathlib.Path(meta)
-                if wanted is None or _normalize(dist_name) == wanted:
-                    yield PathDistribution(location)
+                    if wanted is None or _normalize(inner.split("-")[0]) == wanted:
+                        yield PathDistribution(zipfile.Path(zpath, inner + "/"))
+                elif wanted is None or _normalize(e.name) == wanted:
+                    from ._metadata import PackedDistribution
+
+                    assert e.unit is not None and e.unit.dist_info is not None
+                    yield PackedDistribution(meta, e.unit.dist_info, lambda e=e: self.tree(e))  # type: ignore[misc]
 
     # -- public operations ---------------------------------------------------------------
     def status(self) -> dict[str, dict[str, Any]]:
         """Per distribution (keyed by name; a shadowed or broken one by ``name@source``)."""
         from ._discover import status_row
 
-        return dict(status_row(e) for e in self.entries())
+        return dict(status_row(e, self) for e in self.entries())
 
     def figures(self) -> tuple[int, float]:
         """(trees extracted, seconds spent extracting): cheap, for the per-invocation record."""
@@ -374,7 +363,7 @@ class LayerFinder:
         released = []
         for e in entries:
             if e.state == EXTRACTED:
-                unpublish(self.budget, e.key)
+                unpublish(self.budget, os.path.basename(self._root_of(e)))
                 e.state = RELEASED
                 released.append(e.name)
         return released
@@ -387,4 +376,12 @@ def install() -> LayerFinder:
             return existing  # type: ignore[return-value]
     finder = LayerFinder()
     sys.meta_path.append(finder)
+    from ._pathhook import make_hook
+
+    sys.path_hooks.insert(0, make_hook(finder.units_root, finder.tree_of))
+    sys.path_importer_cache.clear()  # paths seen before the hook must be asked again
+    from ._children import export
+
+    export()
+    os.register_at_fork(after_in_child=finder._after_fork)
     return finder

@@ -3,7 +3,8 @@
 A packed layer is a folder ``<layer root>/lambdaslim/<layer id>/`` holding ``index.json``,
 ``parts/*.zst`` (each part one zstd frame: the bytes of a run of files, concatenated, in
 index order) and ``meta/<dist>.dist-info/`` (copies for importlib.metadata before extraction).
-See docs/format.md. This module is imported at cold start: json, os and dataclasses only.
+See docs/format.md. This module is imported at cold start: json, os and stat only (no
+dataclasses or typing: the first import miss would pay ~10 ms for them).
 """
 
 from __future__ import annotations
@@ -11,62 +12,99 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable
+    from typing import Any
 
 from . import _schema
 from ._errors import ArchiveError
 
 FORMAT = "lambdaslim-layer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: parts grouped by kind (code / meta / disk), code_bytes, native_disk_bytes
+CODE, META, DISK = _schema.PART_KINDS  # part kinds: Python modules, dist-info, everything else
 INDEX_NAME = "index.json"
 LAYER_DIR = "lambdaslim"  # inside a layer root such as /opt
 BLOCK = 4096  # allocation unit used to estimate bytes on disk (ext4, tmpfs pages)
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    path: str  # POSIX, relative to the unit's tree
-    size: int
-    mode: int  # permission bits: 0o644 or 0o755
+class _Record:
+    """A small value class (dataclasses costs ~10 ms to import: the first import miss pays it)."""
+
+    _fields: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in self._fields))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self._fields)})"
 
 
-@dataclass(frozen=True)
-class Part:
-    path: str  # relative to the layer folder
-    first: int  # index of its first file in Unit.files
-    count: int
-    unpacked_bytes: int
-    packed_bytes: int
-    sha256: str
-    offset: int | None = None  # set: the part is bytes [offset, offset+unpacked) of file `first`
+class FileEntry(_Record):
+    _fields = ("path", "size", "mode")
+
+    def __init__(self, path: str, size: int, mode: int) -> None:
+        self.path = path  # POSIX, relative to the unit's tree
+        self.size = size
+        self.mode = mode  # permission bits: 0o644 or 0o755
+
+
+class Part(_Record):
+    _fields = ("path", "first", "count", "unpacked_bytes", "packed_bytes", "sha256", "offset", "kind")
+
+    def __init__(self, path: str, first: int, count: int, unpacked_bytes: int, packed_bytes: int,
+                 sha256: str, offset: int | None = None, kind: str = DISK) -> None:
+        self.path = path  # relative to the layer folder
+        self.first = first  # index of its first file in Unit.files
+        self.count = count
+        self.unpacked_bytes = unpacked_bytes
+        self.packed_bytes = packed_bytes
+        self.sha256 = sha256
+        self.offset = offset  # set: the part is bytes [offset, offset+unpacked) of file `first`
+        self.kind = kind  # CODE parts hold only .py/.pyc, META parts only the dist-info folder
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if v is not None}
-        return out
+        return {f: getattr(self, f) for f in self._fields if getattr(self, f) is not None}
+
+
+def file_kind(path: str, dist_info: str | None) -> str:
+    """Which kind of part a file goes into: Python code is served from memory, dist-info
+    from the layer's ``meta/`` copy, everything else is written to disk."""
+    if path.endswith((".py", ".pyc")):
+        return CODE
+    if dist_info and path.startswith(dist_info + "/"):
+        return META
+    return DISK
 
 
 class Unit:
     """One distribution (or the files no RECORD claims), compressed on its own.
 
-    ``disk_bytes`` and ``unpacked_bytes`` are computed from the validated file table, never
-    taken from the index as given. With ``lazy`` reading, the table is validated on first use.
+    ``disk_bytes``, ``unpacked_bytes``, ``code_bytes`` and ``native_disk_bytes`` are computed
+    from the validated file table, never taken from the index as given. With ``lazy`` reading,
+    the table is validated on first use (reading torch's 17,000-file index stays cheap).
     """
 
     def __init__(self, *, key: str, name: str, version: str, kind: str, import_names: list[str],
                  dist_info: str | None, unpacked_bytes: int, disk_bytes: int, packed_bytes: int,
                  sha256: str, parts: list[Part] | None = None, files: list[FileEntry] | None = None,
-                 raw: dict[str, Any] | None = None, where: str = "") -> None:
+                 raw: dict[str, Any] | None = None, where: str = "", code_bytes: int = 0,
+                 native_disk_bytes: int = 0) -> None:
         self.key, self.name, self.version, self.kind = key, name, version, kind
         self.import_names = import_names
         self.dist_info = dist_info
         self.declared_unpacked_bytes, self.declared_disk_bytes = unpacked_bytes, disk_bytes
+        self.declared_code_bytes, self.declared_native_disk_bytes = code_bytes, native_disk_bytes
         self.packed_bytes = packed_bytes
         self.sha256 = sha256
         self._parts, self._files = parts, files
         self._raw, self._where = raw, where
         self._disk: int | None = None
+        self._native: int | None = None
         self.files_count = len(files) if files is not None else len((raw or {}).get("files", ()))
 
     @property
@@ -80,6 +118,36 @@ class Unit:
     @property
     def unpacked_bytes(self) -> int:
         return sum(f.size for f in self.files)
+
+    @property
+    def code_bytes(self) -> int:
+        """The .py/.pyc bytes (code parts): served from memory in memory mode, never in /tmp."""
+        files = self.files
+        return sum(files[i].size for i in self._indices(CODE))
+
+    @property
+    def native_disk_bytes(self) -> int:
+        """What memory mode writes (docs/bootstrap.md): the files of disk parts, whole blocks,
+        and every folder but ``__pycache__`` ones and the dist-info (read from ``meta/``)."""
+        if self._native is None:
+            files, dist_info = self.files, self.dist_info
+            dirs = [d for d in _dirs(f.path for f in files)
+                    if "__pycache__" not in d.split("/") and d.split("/")[0] != dist_info]
+            self._native = disk_bytes([files[i].size for i in self._indices(DISK)], len(dirs))
+        return self._native
+
+    def disk_files(self) -> list[FileEntry]:
+        """The files memory mode writes into ``units/<key>.m``: those of the disk parts."""
+        files = self.files
+        return [files[i] for i in self._indices(DISK)]
+
+    def _indices(self, kind: str) -> list[int]:
+        """Indices in ``files`` of the files held by parts of ``kind`` (each file once)."""
+        out: list[int] = []
+        for p in self.parts:
+            if p.kind == kind and (p.offset is None or p.offset == 0):
+                out.extend(range(p.first, p.first + p.count))
+        return out
 
     def __repr__(self) -> str:
         return f"Unit({self.key!r})"
@@ -125,20 +193,24 @@ class Unit:
             "unpacked_bytes": self.unpacked_bytes,
             "disk_bytes": self.disk_bytes,
             "packed_bytes": self.packed_bytes,
+            "code_bytes": self.code_bytes,
+            "native_disk_bytes": self.native_disk_bytes,
             "sha256": self.sha256,
             "parts": [p.to_json() for p in self.parts],
             "files": [[f.path, f.size, f.mode] for f in self.files],
         }
 
 
-@dataclass
-class LayerIndex:
-    layer_id: str
-    created_by: str
-    zstd_level: int
-    part_bytes: int
-    units: list[Unit]
-    folder: str = ""  # where the index was read from (not serialised)
+class LayerIndex(_Record):
+    _fields = ("layer_id", "created_by", "zstd_level", "part_bytes", "units", "folder")
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __init__(self, layer_id: str, created_by: str, zstd_level: int, part_bytes: int,
+                 units: list[Unit], folder: str = "") -> None:
+        self.layer_id, self.created_by = layer_id, created_by
+        self.zstd_level, self.part_bytes = zstd_level, part_bytes
+        self.units = units
+        self.folder = folder  # where the index was read from (not serialised)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,6 +247,10 @@ def _dirs(paths: Iterable[str]) -> set[str]:
     return dirs
 
 
+_KIND_TEXT = {CODE: "Python code", META: "in the dist-info folder",
+              DISK: "a file written to disk (neither Python code nor dist-info)"}
+
+
 def _parse_table(raw: dict[str, Any], where: str) -> tuple[list[FileEntry], list[Part]]:
     """Validate a unit's file table and parts: safe paths, no duplicates, exact coverage."""
     files: list[FileEntry] = []
@@ -198,7 +274,8 @@ def _parse_table(raw: dict[str, Any], where: str) -> tuple[list[FileEntry], list
     for item in raw["parts"]:
         p = _schema.part_row(item, where)
         part = Part(path=p["path"], first=p["first"], count=p["count"], unpacked_bytes=p["unpacked_bytes"],
-                    packed_bytes=p["packed_bytes"], sha256=p["sha256"], offset=p.get("offset"))
+                    packed_bytes=p["packed_bytes"], sha256=p["sha256"], offset=p.get("offset"),
+                    kind=p.get("kind", DISK))
         if part.first != next_file or (part.offset or 0) != next_offset:
             raise ArchiveError(f"parts of unit {key!r} do not cover its files in order", where)
         if part.offset is None:
@@ -214,6 +291,11 @@ def _parse_table(raw: dict[str, Any], where: str) -> tuple[list[FileEntry], list
             if end > size:
                 raise ArchiveError(f"part {part.path!r} size disagrees with its files", where)
             next_file, next_offset = (part.first + 1, 0) if end == size else (part.first, end)
+        dist_info = raw.get("dist_info")
+        for f in files[part.first : part.first + part.count]:
+            if file_kind(f.path, dist_info) != part.kind:  # memory mode relies on it
+                raise ArchiveError(f"{part.kind} part {part.path!r} holds {f.path!r}, which is not "
+                                   f"{_KIND_TEXT[part.kind]}", where)
         parts.append(part)
     if next_file != len(files) or next_offset:
         raise ArchiveError(f"parts of unit {key!r} do not cover its files", where)
@@ -232,6 +314,8 @@ def _parse_unit(raw: object, where: str) -> Unit:
         unpacked_bytes=u["unpacked_bytes"],
         disk_bytes=u["disk_bytes"],
         packed_bytes=u["packed_bytes"],
+        code_bytes=u["code_bytes"],
+        native_disk_bytes=u["native_disk_bytes"],
         sha256=u["sha256"],
         raw=u,
         where=where,

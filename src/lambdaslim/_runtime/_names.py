@@ -52,7 +52,11 @@ def import_names(files: list[str]) -> list[str]:
             if "__init__.py" in children or any(_module_name(c) == "__init__" for c in children):
                 names.add(top)
             else:
+                before = len(names)
                 visit(top, top + ".")
+                if len(names) == before:  # no Python at all (nvidia-nvtx-cu12's nvidia/nvtx/lib):
+                    # its folders are still importable namespace packages, as from a plain folder
+                    names.update(f"{top}.{c}" for c in children if f"{top}/{c}" in tree and c.isidentifier())
         else:
             mod = _module_name(top)
             if mod and mod.isidentifier():

@@ -22,6 +22,7 @@ MAX_DEPTH = 64  # folders deep; real wheels stay under 20
 MAX_SIZE = 1 << 44  # 16 TiB: any size field beyond is a lie
 MAX_TEXT = 256  # names, versions, keys
 _HEX = frozenset("0123456789abcdef")
+PART_KINDS = ("code", "meta", "disk")  # _format.CODE, META, DISK (format 2)
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 
 
@@ -113,7 +114,9 @@ def unit(raw: object, where: str) -> dict[str, Any]:
         relpath(dist_info, where, "dist_info")
         if "/" in dist_info or not dist_info.endswith(".dist-info"):
             raise ArchiveError(f"bad dist_info {_short(dist_info)} of unit {k} (one *.dist-info folder)", where)
-    for field in ("unpacked_bytes", "disk_bytes", "packed_bytes"):
+    # Declared sizes are checked for type and range only: the sizes used are computed from the
+    # validated file table (_format.Unit), whatever these say.
+    for field in ("unpacked_bytes", "disk_bytes", "packed_bytes", "code_bytes", "native_disk_bytes"):
         integer(u.get(field), where, f"{field} of unit {k}")
     if "files_count" in u:
         integer(u["files_count"], where, f"files_count of unit {k}")
@@ -138,6 +141,9 @@ def part_row(item: object, where: str) -> dict[str, Any]:
     sha256(p.get("sha256"), where, "part sha256")
     if p.get("offset") is not None:
         integer(p["offset"], where, "part offset")
+    if p.get("kind", "disk") not in PART_KINDS:
+        raise ArchiveError(f"part {_short(p['path'])} has unknown kind {_short(p.get('kind'))} "
+                           f"(one of {', '.join(PART_KINDS)})", where)
     return p
 
 

@@ -278,7 +278,7 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
             for u in res.index.units:
                 packed[u.name] = packed.get(u.name, 0) + u.packed_bytes
             layers.append(LayerOut(res.output, res.layer_zip_bytes, unzipped,
-                                   sum(u.disk_bytes for u in res.index.units),
+                                   sum(u.native_disk_bytes for u in res.index.units),
                                    [u.name for u in res.index.units]))
         checks = check_limits(layers, opts.max_layer_size, opts.ephemeral_storage)
         plan: list[str] = []

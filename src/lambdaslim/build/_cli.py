@@ -120,7 +120,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ._verify import verify
 
     result = verify(args.layers, tmp_limit=args.tmp_limit or None, names=args.imports or None,
-                    run=args.run, interpreter=args.interpreter, entry_points=args.entry_points)
+                    run=args.run, interpreter=args.interpreter, entry_points=args.entry_points,
+                    python_mode=args.python_mode)
     print(result.render())
     return 0 if result.ok else 1
 
@@ -139,4 +140,6 @@ def register_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "unless --import narrows the check)")
     p.add_argument("--interpreter", metavar="PATH",
                    help="the Python to use (default: one matching the layer's version)")
+    p.add_argument("--python-mode", choices=("memory", "disk"), default="memory",
+                   help="LAMBDASLIM_PYTHON for the run: .py/.pyc from memory (default) or on disk")
     p.set_defaults(func=cmd_verify)

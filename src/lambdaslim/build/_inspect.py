@@ -121,14 +121,16 @@ def report(path: str) -> dict[str, Any]:
                 "import_names": u.import_names,
                 "packed_bytes": u.packed_bytes,
                 "unpacked_bytes": u.unpacked_bytes,
-                "disk_bytes": u.disk_bytes,
+                "disk_bytes": u.native_disk_bytes,  # in /tmp in memory mode (the default)
+                "memory_bytes": u.code_bytes,  # .py/.pyc, served from the layer, never in /tmp
+                "disk_mode_bytes": u.disk_bytes,  # in /tmp with LAMBDASLIM_PYTHON=disk
                 "files": len(u.files),
                 "parts": len(u.parts),
                 "layer_id": idx.layer_id,
             })
     packed = sum(d["packed_bytes"] for d in dists)
     unpacked = sum(d["unpacked_bytes"] for d in dists)
-    tmp_needed = sum(d["disk_bytes"] for d in dists)
+    tmp_needed = sum(d["disk_bytes"] for d in dists)  # memory mode: disk bytes only
     return {
         "layer": os.path.abspath(path),
         "layer_ids": [i.layer_id for i in indexes],
@@ -142,6 +144,8 @@ def report(path: str) -> dict[str, Any]:
             "layer_zip_bytes": zip_bytes,
             "layer_unzipped_bytes": unzipped,
             "tmp_needed_bytes": tmp_needed,
+            "memory_bytes": sum(d["memory_bytes"] for d in dists),
+            "tmp_needed_disk_mode_bytes": sum(d["disk_mode_bytes"] for d in dists),
             "files": sum(d["files"] for d in dists),
         },
         "limits": {
@@ -179,19 +183,21 @@ def _limit(n: int) -> str:
 
 def render(data: dict[str, Any]) -> str:
     """The human table."""
-    rows = [("distribution", "version", "imports", "packed", "unpacked", "files")]
+    rows = [("distribution", "version", "imports", "packed", "unpacked", "disk", "memory", "files")]
     for d in sorted(data["distributions"], key=lambda d: -d["unpacked_bytes"]):
         imports = ", ".join(d["import_names"]) or "-"
         if len(imports) > 36:
             imports = imports[:33] + "..."
         rows.append((d["name"], d["version"], imports, format_size(d["packed_bytes"]),
-                     format_size(d["unpacked_bytes"]), str(d["files"])))
+                     format_size(d["unpacked_bytes"]), format_size(d["disk_bytes"]),
+                     format_size(d["memory_bytes"]), str(d["files"])))
     t = data["totals"]
-    rows.append(("total", "", "", format_size(t["packed_bytes"]), format_size(t["unpacked_bytes"]), str(t["files"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    rows.append(("total", "", "", format_size(t["packed_bytes"]), format_size(t["unpacked_bytes"]),
+                 format_size(t["tmp_needed_bytes"]), format_size(t["memory_bytes"]), str(t["files"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(8)]
     lines = []
     for n, r in enumerate(rows):
-        cells = [r[i].ljust(widths[i]) if i < 3 else r[i].rjust(widths[i]) for i in range(6)]
+        cells = [r[i].ljust(widths[i]) if i < 3 else r[i].rjust(widths[i]) for i in range(8)]
         lines.append("  ".join(cells).rstrip())
         if n == 0 or n == len(rows) - 2:
             lines.append("  ".join("-" * w for w in widths))
@@ -219,6 +225,8 @@ def render(data: dict[str, Any]) -> str:
         + ("" if c["fits_default_tmp"] else
            f" (set EphemeralStorage to at least {-(-t['tmp_needed_bytes'] * 12 // 10 // (1024 * 1024))} MB"
            " or rely on lazy extraction and release())"),
+        f"  .py/.pyc ({format_size(t['memory_bytes'])}) are read from the layer into memory (at most "
+        f"LAMBDASLIM_CODE_CACHE held); LAMBDASLIM_PYTHON=disk needs {format_size(t['tmp_needed_disk_mode_bytes'])} of /tmp",
     ]
     return "\n".join(lines)
 

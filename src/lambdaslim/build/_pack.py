@@ -28,6 +28,8 @@ from .._version import __version__
 
 DEFAULT_LEVEL = 19
 DEFAULT_PART_BYTES = 32 * 1024 * 1024
+# Code parts are small: loading one module decompresses at most this much (docs/format.md).
+CODE_PART_BYTES = 2 * 1024 * 1024
 MAX_WINDOW_LOG = 23  # 8 MiB: bounds the memory a decompressing thread needs at cold start
 _CHUNK = 1 << 20
 
@@ -70,6 +72,37 @@ def _split(files: list[ScannedFile], part_bytes: int) -> list[Run]:
     if start < len(files) or not runs:
         runs.append((start, len(files) - start, None, size))
     return runs
+
+
+def _ordered(unit: ScannedUnit) -> tuple[list[ScannedFile], list[tuple[str, int, int]]]:
+    """The unit's files grouped by kind (disk, meta, then .pyc and .py code) and the groups
+    as (kind, first, count): a part never mixes kinds, so memory mode decompresses only what
+    goes to disk, and importing a module only bytecode."""
+    groups: dict[str, list[ScannedFile]] = {"disk": [], "meta": [], "pyc": [], "py": []}
+    for f in unit.files:
+        kind = _format.file_kind(f.relpath, unit.dist_info)
+        if kind == _format.CODE:
+            kind = "pyc" if f.relpath.endswith(".pyc") else "py"
+        groups[kind].append(f)
+    files: list[ScannedFile] = []
+    spans: list[tuple[str, int, int]] = []
+    for kind, members in groups.items():
+        if members:
+            spans.append((_format.CODE if kind in ("pyc", "py") else kind, len(files), len(members)))
+            files.extend(members)
+    return files, spans
+
+
+def _runs(unit: ScannedUnit, part_bytes: int) -> tuple[list[ScannedFile], list[tuple[Run, str]]]:
+    files, spans = _ordered(unit)
+    runs: list[tuple[Run, str]] = []
+    for kind, first, count in spans:
+        size = min(part_bytes, CODE_PART_BYTES) if kind == _format.CODE else part_bytes
+        for start, n, offset, nbytes in _split(files[first : first + count], size):
+            runs.append(((first + start, n, offset, nbytes), kind))
+    if not runs:
+        runs.append(((0, 0, None, 0), _format.DISK))
+    return files, runs
 
 
 def _compress_part(src: str, files: list[ScannedFile], run: Run, level: int) -> tuple[bytes, int, str]:
@@ -184,11 +217,11 @@ def pack_tree(
     runtime = runtime_files(runtime_dir)
 
     jobs: list[tuple[int, int, Run]] = []  # (unit no, part no, run)
-    runs_of: list[list[Run]] = []
+    runs_of: list[list[tuple[Run, str]]] = []
     for u_no, unit in enumerate(scanned):
-        runs = _split(unit.files, part_bytes)
+        unit.files, runs = _runs(unit, part_bytes)
         runs_of.append(runs)
-        for p_no, run in enumerate(runs):
+        for p_no, (run, _kind) in enumerate(runs):
             jobs.append((u_no, p_no, run))
     jobs.sort(key=lambda j: -j[2][3])  # biggest first: the slowest parts must not start last
     total_bytes = sum(f.size for u in scanned for f in u.files)
@@ -229,9 +262,9 @@ def pack_tree(
         index_units: list[_format.Unit] = []
         for u_no, unit in enumerate(scanned):
             parts = []
-            for p_no, (first, count, offset, _) in enumerate(runs_of[u_no]):
+            for p_no, ((first, count, offset, _), kind) in enumerate(runs_of[u_no]):
                 name, unpacked, packed, digest = part_info[(u_no, p_no)]
-                parts.append(_format.Part(name, first, count, unpacked, packed, digest, offset))
+                parts.append(_format.Part(name, first, count, unpacked, packed, digest, offset, kind))
             digest = _unit_hash(unit.files, [p.sha256 for p in parts])
             index_units.append(_format.Unit(
                 key=f"{keys[u_no]}-{digest[:12]}",
@@ -243,6 +276,10 @@ def pack_tree(
                 unpacked_bytes=sum(f.size for f in unit.files),
                 disk_bytes=_format.disk_bytes([f.size for f in unit.files], _dirs_of(unit.files)),
                 packed_bytes=sum(p.packed_bytes for p in parts),
+                code_bytes=sum(f.size for f in unit.files if _format.file_kind(f.relpath, None) == _format.CODE),
+                native_disk_bytes=_format.disk_bytes(
+                    [f.size for f in unit.files if _format.file_kind(f.relpath, unit.dist_info) == _format.DISK],
+                    _dirs_of(unit.files)),
                 sha256=digest,
                 parts=parts,
                 files=[_format.FileEntry(f.relpath, f.size, f.mode) for f in unit.files],
