@@ -67,6 +67,15 @@ def _mutations() -> list[tuple[str, Any]]:
         ("unpacked_bytes a lie", lambda u: u.__setitem__("unpacked_bytes", u["unpacked_bytes"] + 1)),
         ("key with a slash", lambda u: u.__setitem__("key", "a/b")),
         ("files_count a lie", lambda u: u.__setitem__("files_count", 99)),
+        # format 2's fields
+        ("part kind unknown", lambda u: u["parts"][0].__setitem__("kind", "exec")),
+        ("part kind not a string", lambda u: u["parts"][0].__setitem__("kind", ["code"])),
+        ("code part called disk", lambda u: [p.__setitem__("kind", "disk") for p in u["parts"] if p["kind"] == "code"]),
+        ("meta part called code", lambda u: [p.__setitem__("kind", "code") for p in u["parts"] if p["kind"] == "meta"]),
+        ("code_bytes a string", lambda u: u.__setitem__("code_bytes", "12")),
+        ("code_bytes missing", lambda u: u.pop("code_bytes")),
+        ("native_disk_bytes negative", lambda u: u.__setitem__("native_disk_bytes", -1)),
+        ("native_disk_bytes enormous", lambda u: u.__setitem__("native_disk_bytes", 10 ** 30)),
     ]
 
 
@@ -81,9 +90,9 @@ def test_schema_refuses_with_our_error(layer: Path, what: str, mutate: Any) -> N
 
 
 def test_index_of_nested_brackets_and_bad_shapes_are_archive_errors() -> None:
-    for text in ["[" * 100_000 + "]" * 100_000, '{"format": "lambdaslim-layer", "format_version": 1, "units": '
+    for text in ["[" * 100_000 + "]" * 100_000, '{"format": "lambdaslim-layer", "format_version": 2, "units": '
                  + "[" * 5000 + "]" * 5000 + "}", "[]", "null", '"x"', b"\xff\xfe", "1" * 5000,
-                 '{"format": "lambdaslim-layer", "format_version": 1, "layer_id": "a", "units": [5]}']:
+                 '{"format": "lambdaslim-layer", "format_version": 2, "layer_id": "a", "units": [5]}']:
         with pytest.raises(ArchiveError):
             _reads(text)
 
@@ -100,6 +109,33 @@ def test_disk_bytes_come_from_the_file_table_not_the_index(layer: Path) -> None:
     real = _reads(raw).units[0].disk_bytes
     raw["units"][0]["disk_bytes"] = 4096 * 1000
     assert _reads(raw).units[0].disk_bytes == real
+
+
+def test_code_and_native_disk_bytes_come_from_the_file_table_not_the_index(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    make_dist(site, "alpha", "1.0", {"alpha/__init__.py": b"V = 1\n" * 100, "alpha/lib.so": b"\x7fELF" * 3000,
+                                     "alpha/data/x.txt": b"x"})
+    zpath = tmp_path / "l.zip"
+    pack_tree(str(site), str(zpath), level=1, quiet=True)
+    unzip_layer(zpath, tmp_path / "opt")
+    raw = _index(next((tmp_path / "opt" / "lambdaslim").iterdir()))
+    u = _reads(raw).units[0]
+    assert u.code_bytes == 600  # alpha/__init__.py
+    # lib.so (3 blocks) and x.txt (1): the only disk files; a block per folder (alpha, alpha/data, dist-info)
+    assert u.native_disk_bytes == 4096 * (3 + 1) + 4096 * 3
+    assert u.disk_bytes > u.native_disk_bytes
+    real = (u.code_bytes, u.native_disk_bytes)
+    raw["units"][0]["code_bytes"], raw["units"][0]["native_disk_bytes"] = 0, 1  # lies: ignored
+    u = _reads(raw).units[0]
+    assert (u.code_bytes, u.native_disk_bytes) == real
+    assert [p.kind for p in u.parts] == ["disk", "meta", "code"]
+
+
+def test_a_format_1_layer_is_told_to_repack(layer: Path) -> None:
+    raw = _index(layer)
+    raw["format_version"] = 1
+    with pytest.raises(ArchiveError, match="version 1 is not supported .*repack the layer"):
+        _reads(raw)
 
 
 def test_a_part_asking_for_a_window_over_8_mib_is_refused(layer: Path, tmp_path: Path) -> None:
@@ -119,7 +155,7 @@ def test_a_part_asking_for_a_window_over_8_mib_is_refused(layer: Path, tmp_path:
     assert zstandard.get_frame_parameters(big).window_size == 64 << 20
     (layer / part["path"]).write_bytes(big)
     part["sha256"], part["packed_bytes"] = hashlib.sha256(big).hexdigest(), len(big)
-    unit["packed_bytes"] = len(big)
+    unit["packed_bytes"] = sum(p["packed_bytes"] for p in unit["parts"])  # format 2: several parts
     (layer / "index.json").write_text(json.dumps(raw))
     index = _format.read_index(str(layer))
     with pytest.raises(ArchiveError, match="corrupt"):
@@ -195,14 +231,38 @@ def test_a_damaged_tree_is_extracted_again(layer: Path, tmp_path: Path) -> None:
     opt, tmp = tmp_path / "opt", tmp_path / "tmp"
     code = ("import lambdaslim.bootstrap as b, alpha\n"
             "report([alpha.V, b.status()['alpha']['extractions']])")
-    assert run(code, opt, tmp) == [1, 1]
-    assert run(code, opt, tmp) == [1, 0]  # warm: reused
+    assert run(code, opt, tmp, LAMBDASLIM_PYTHON="disk") == [1, 1]  # disk mode: every file in the tree
+    assert run(code, opt, tmp, LAMBDASLIM_PYTHON="disk") == [1, 0]  # warm: reused
     tree = next((tmp / "units").iterdir())
     (tree / "alpha" / "__init__.py").write_text("V = 2  # changed, other size\n")
-    assert run(code, opt, tmp) == [1, 1]
+    assert run(code, opt, tmp, LAMBDASLIM_PYTHON="disk") == [1, 1]
     (tree := next((tmp / "units").iterdir()))
     (tree / "alpha" / "__init__.py").unlink()
-    assert run(code, opt, tmp) == [1, 1]
+    assert run(code, opt, tmp, LAMBDASLIM_PYTHON="disk") == [1, 1]
+
+
+def test_a_damaged_memory_tree_is_extracted_again(tmp_path: Path) -> None:
+    """A memory-mode tree (units/<key>.m) holds the disk files only: exactly those are checked."""
+    site, opt, tmp = tmp_path / "site", tmp_path / "opt", tmp_path / "tmp"
+    make_dist(site, "alpha", "1.0", {"alpha/__init__.py": b"import os\nHERE = os.path.dirname(__file__)\n",
+                                     "alpha/data.txt": b"payload\n", "alpha/sub/more.bin": b"\x00" * 100})
+    pack_tree(str(site), str(tmp_path / "l.zip"), level=1, quiet=True)
+    unzip_layer(tmp_path / "l.zip", opt)
+    code = ("import os, lambdaslim.bootstrap as b, alpha\n"
+            "report([open(os.path.join(alpha.HERE, 'data.txt')).read(), b.status()['alpha']['extractions']])")
+    assert run(code, opt, tmp) == ["payload\n", 1]
+    assert run(code, opt, tmp) == ["payload\n", 0]  # warm: reused with no .py in it
+    tree = next((tmp / "units").iterdir())
+    assert tree.name.endswith(".m") and not list(tree.rglob("*.py"))
+    (tree / "alpha" / "data.txt").write_text("other size\n")
+    assert run(code, opt, tmp) == ["payload\n", 1]
+    tree = next((tmp / "units").iterdir())
+    (tree / "alpha" / "sub" / "more.bin").unlink()
+    assert run(code, opt, tmp) == ["payload\n", 1]
+    tree = next((tmp / "units").iterdir())
+    (tree / "alpha" / "data.txt").unlink()
+    os.mkfifo(tree / "alpha" / "data.txt")  # not a regular file
+    assert run(code, opt, tmp) == ["payload\n", 1]
 
 
 # -- isolation and the duplicate rule ---------------------------------------------------------
@@ -242,6 +302,43 @@ def test_same_distribution_in_two_layers_highest_version_wins(tmp_path: Path, or
             "report([dup.V, sorted((v['state'], v['version']) for v in b.status().values())])")
     assert run(code, opt, tmp) == ["2.0", [["extracted", "2.0"], ["shadowed", "1.0"]]]
     assert len(list((tmp / "units").iterdir())) == 1
+
+
+@pytest.mark.parametrize("mode", ["memory", "disk"])
+def test_broken_and_shadowed_layers_with_lazy_finding(tmp_path: Path, mode: str) -> None:
+    """find_spec extracts nothing and answers for good layers next to broken ones; only the
+    winning copy of a distribution is ever extracted, in either mode."""
+    opt, tmp = tmp_path / "opt", tmp_path / "tmp"
+    _layer(tmp_path, opt, "alpha")
+    for v in ("1.0", "2.0"):
+        _layer(tmp_path, opt, "dup", v, f"V = {v!r}\n".encode())
+    bad_table = _layer(tmp_path, opt, "beta")
+    raw = _index(bad_table)
+    raw["units"][0]["parts"][-1]["kind"] = "disk"  # a code part called disk: found on first use
+    (bad_table / "index.json").write_text(json.dumps(raw))
+    future = _layer(tmp_path, opt, "gamma")
+    raw = _index(future)
+    raw["format_version"] = 1
+    (future / "index.json").write_text(json.dumps(raw))
+    code = ("import os, sys, importlib.util, importlib.metadata as md, lambdaslim.bootstrap as b\n"
+            "units = os.path.join(os.environ['LAMBDASLIM_TMP'], 'units')\n"
+            "listing = lambda: sorted(os.listdir(units)) if os.path.isdir(units) else []\n"
+            "found = [importlib.util.find_spec(n) is not None for n in ('alpha', 'dup', 'notthere')]\n"
+            "out = [found, listing()]\n"
+            "for name in ('beta', 'gamma'):\n"
+            "    try:\n        importlib.util.find_spec(name)\n    except ModuleNotFoundError as e:\n"
+            "        out.append(str(e))\n"
+            "import alpha, dup\n"
+            "out += [alpha.V, dup.V, md.version('dup'), len(listing())]\n"
+            "report(out + [sorted((v['state'], v['version'], v['mode']) for v in b.status().values()"
+            " if v['kind'] == 'dist')])")
+    out = run(code, opt, tmp, LAMBDASLIM_PYTHON=mode)
+    assert out[0] == [True, True, False] and out[1] == []  # found, nothing extracted
+    assert str(bad_table) in out[2] and "disk part" in out[2] and "holds 'beta/__init__.py'" in out[2]
+    assert str(future) in out[3] and "repack" in out[3]
+    assert out[4:8] == [1, "2.0", "2.0", 2]  # alpha and the winning dup: two trees, no more
+    assert out[8] == [["broken", "1.0", mode], ["extracted", "1.0", mode], ["extracted", "2.0", mode],
+                      ["shadowed", "1.0", mode]]
 
 
 # -- tools -----------------------------------------------------------------------------------
@@ -290,7 +387,7 @@ def test_verify_and_inspect_show_broken_and_shadowed_layers(tmp_path: Path) -> N
         for info in src.infolist():
             data = src.read(info)
             if info.filename.endswith("index.json"):
-                data = data.replace(b'"format_version":1', b'"format_version":7')
+                data = data.replace(b'"format_version":2', b'"format_version":7')
             dst.writestr(info, data)
     assert report(str(fixed))["broken_layers"][0]["error"].startswith("index format version 7")
     result = verify([str(alpha), str(fixed), str(old), str(new)])

@@ -128,12 +128,12 @@ class Unit:
     @property
     def native_disk_bytes(self) -> int:
         """What memory mode writes (docs/bootstrap.md): the files of disk parts, whole blocks,
-        and every folder but ``__pycache__`` ones and the dist-info (read from ``meta/``)."""
+        and a block per folder of the unit (a slight over-estimate: memory mode skips the
+        ``__pycache__`` and dist-info folders)."""
         if self._native is None:
-            files, dist_info = self.files, self.dist_info
-            dirs = [d for d in _dirs(f.path for f in files)
-                    if "__pycache__" not in d.split("/") and d.split("/")[0] != dist_info]
-            self._native = disk_bytes([files[i].size for i in self._indices(DISK)], len(dirs))
+            files = self.files
+            self._native = disk_bytes([files[i].size for i in self._indices(DISK)],
+                                      len(_dirs(f.path for f in files)))
         return self._native
 
     def disk_files(self) -> list[FileEntry]:
