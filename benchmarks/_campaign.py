@@ -14,6 +14,7 @@ import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -58,7 +59,7 @@ def ours(exc: BaseException) -> bool:
 
 
 def make_site(site: Path, seed: int, dists: int = 3, files: int = 40, max_size: int = 64 << 10) -> dict[str, bytes]:
-    """Installed distributions of random files; returns {relpath: bytes} of every module file."""
+    """Installed distributions of random modules and data files; returns {relpath: bytes} of each."""
     from helpers import make_dist
 
     rng = random.Random(seed)
@@ -68,7 +69,10 @@ def make_site(site: Path, seed: int, dists: int = 3, files: int = 40, max_size: 
         members = {f"{name}/__init__.py": f"N = {d}\n".encode()}
         for i in range(files):
             sub = f"{name}/sub{i % 4}" + ("/deep" if i % 7 == 0 else "")
-            members[f"{sub}/m{i}.py"] = f"# {i}\n".encode() + rng.randbytes(rng.randrange(max_size))
+            # every third file is data: memory mode writes it into the tree, the code it serves
+            # from the layer (LAMBDASLIM_PYTHON=memory|disk: both modes are exercised)
+            members[f"{sub}/m{i}" + (".bin" if i % 3 == 2 else ".py")] = \
+                f"# {i}\n".encode() + rng.randbytes(rng.randrange(max_size))
         for i in range(4):
             members.setdefault(f"{name}/sub{i}/__init__.py", b"")
         make_dist(site, name, "1.0", members)
@@ -86,3 +90,15 @@ def pack(site: Path, out: Path, part_bytes: int = 256 << 10) -> Path:
 def outside_writes(work: Path, allowed: set[str]) -> list[str]:
     """Entries in ``work`` other than the allowed ones: bytes written outside the root."""
     return sorted(set(os.listdir(work)) - allowed)
+
+
+def tree_files(unit: Any, tree_name: str) -> list[tuple[str, int]]:
+    """(path, size) of what a published tree of ``unit`` holds: every file in disk mode
+    (``units/<key>``), the disk parts' files in memory mode (``units/<key>.m``)."""
+    files = unit.disk_files() if tree_name.endswith(".m") else unit.files
+    return [(f.path, f.size) for f in files]
+
+
+def in_tree(rel: str, tree_name: str) -> bool:
+    """Whether the content file ``rel`` is written into a tree of this mode (code is not, in memory mode)."""
+    return not (tree_name.endswith(".m") and rel.endswith(".py"))

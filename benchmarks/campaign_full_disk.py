@@ -4,7 +4,8 @@
 
 The script moves into a private mount namespace (lambdaslim.testing's tmpfs helper, as the
 ``lambda_tmp`` fixture does) and mounts a 12 MiB tmpfs. Each case: a fresh interpreter
-imports the layer's distributions (lazily or eagerly) into the tmpfs while another process
+imports the layer's distributions (lazily or eagerly, ``LAMBDASLIM_PYTHON`` memory or disk
+at random) into the tmpfs while another process
 fills the same tmpfs at a random moment with a random amount. The import must succeed or
 fail with our error (StorageBudgetError, or an OSError naming the file it could not write);
 after it, nothing partial may be published (every tree in units/ passes the tree check) and
@@ -25,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _campaign import ROOT, Tally, make_site, pack
+from _campaign import ROOT, Tally, in_tree, make_site, pack, tree_files
 
 SIZE = 12 << 20
 CHILD = """
@@ -75,9 +76,10 @@ class Campaign:
         self._child("eager")
         self.full = time.monotonic() - started
 
-    def _child(self, mode: str) -> dict[str, object]:
-        proc = subprocess.run([sys.executable, "-S", "-c", CHILD, mode, *self.names], env=self.env,
-                              capture_output=True, text=True, timeout=120)
+    def _child(self, mode: str, python: str = "memory") -> dict[str, object]:
+        proc = subprocess.run([sys.executable, "-S", "-c", CHILD, mode, *self.names],
+                              env={**self.env, "LAMBDASLIM_PYTHON": python}, capture_output=True, text=True,
+                              timeout=120)
         lines = proc.stdout.strip().splitlines()
         return json.loads(lines[-1]) if lines else {"ok": False, "ours": False, "error": proc.stderr[-300:]}
 
@@ -88,7 +90,8 @@ class Campaign:
         fill = rng.randrange(self.size // 2, self.size)
         filler = subprocess.Popen([sys.executable, "-S", "-c", FILLER, str(filler_path),
                                    str(rng.uniform(0, self.full)), str(fill)])
-        out = self._child(rng.choice(["lazy", "eager"]))
+        python = rng.choice(["memory", "disk"])
+        out = self._child(rng.choice(["lazy", "eager"]), python)
         filler.wait(timeout=60)
         if out["ok"]:
             verdict, detail = "accepted", ""
@@ -100,7 +103,7 @@ class Campaign:
         if partial:
             return "defect", f"after {out.get('error')}: {partial}"
         filler_path.unlink(missing_ok=True)  # space is back
-        again = self._child("lazy")
+        again = self._child("lazy", python)
         if not again["ok"]:
             return "defect", f"the next process failed once space was back: {again['error']}"
         wrong = self._wrong()
@@ -121,15 +124,18 @@ class Campaign:
         keys = {u.key: u for u in read_index(str(layer)).units}
         units = sorted(os.listdir(self.root / "units")) if (self.root / "units").exists() else []
         for key in units:
-            unit = keys.get(key)
-            if unit is None or not is_complete(budget, key, unit.sha256, lambda u=unit: [(f.path, f.size) for f in u.files]):
+            unit = keys.get(key.removesuffix(".m"))
+            if unit is None or not is_complete(budget, key, unit.sha256, lambda u=unit, k=key: tree_files(u, k)):
                 return f"units/{key} is published but not whole"
         return ""
 
     def _wrong(self) -> list[str]:
-        trees = {p.name.split("-")[0]: p for p in (self.root / "units").iterdir()}
-        return [rel for rel, data in self.content.items()
-                if not (trees[rel.split("/")[0]] / rel).is_file() or (trees[rel.split("/")[0]] / rel).read_bytes() != data]
+        wrong = []
+        for tree in (self.root / "units").iterdir():  # a tree of each mode may be there: all checked
+            wrong += [rel for rel, data in self.content.items()
+                      if rel.split("/")[0] == tree.name.split("-")[0] and in_tree(rel, tree.name)
+                      and (not (tree / rel).is_file() or (tree / rel).read_bytes() != data)]
+        return wrong
 
 
 def run(cases: int, seed: int, work: Path) -> Tally:

@@ -4,7 +4,10 @@
 
 Each case mutates one thing of a small packed layer or zip bundle (bit flips, truncation,
 inserted bytes, a field's value or type changed, a key deleted) and runs what the runtime
-runs: read and validate the index, extract every unit (or the bundle) into a fresh folder.
+runs: read and validate the index, extract every unit (or the bundle) into a fresh folder,
+in both modes: every file (``LAMBDASLIM_PYTHON=disk``), and the disk parts only with every
+code file read from memory (``memory``). A share of the index cases targets format 2's
+fields (a part's ``kind``, ``code_bytes``, ``native_disk_bytes``).
 Verdicts (see _campaign.py): refused with our error, accepted (then the tree must be exact
 where the bytes are covered by a checksum), or a defect: a foreign exception, a case over the
 time bound (a hang), anything written outside the extraction root.
@@ -74,6 +77,30 @@ def _mutate_json(rng: random.Random, raw: Any) -> Any:
     return raw
 
 
+FORMAT2_VALUES: list[Any] = ["code", "meta", "disk", "exec", "", None, 1, ["code"], {}]
+
+
+def _mutate_format2(rng: random.Random, raw: Any) -> Any:
+    """Change one of format 2's fields: a part's kind, or a unit's code/native disk bytes."""
+    raw = json.loads(json.dumps(raw))
+    unit = rng.choice(raw["units"])
+    if rng.random() < 0.5:
+        part = rng.choice(unit["parts"])
+        if rng.random() < 0.15:
+            del part["kind"]
+        else:
+            part["kind"] = rng.choice(FORMAT2_VALUES)
+    else:
+        field = rng.choice(["code_bytes", "native_disk_bytes"])
+        if rng.random() < 0.15:
+            del unit[field]
+        elif rng.random() < 0.5 and isinstance(unit[field], int):
+            unit[field] += rng.choice([-1, 1, 4096, -unit[field] - 1, 300 << 20])
+        else:
+            unit[field] = rng.choice(VALUES)
+    return raw
+
+
 def _mutate_bytes(rng: random.Random, data: bytes) -> bytes:
     blob = bytearray(data)
     kind = rng.random()
@@ -114,7 +141,10 @@ class Campaign:
         """One mutated input through the reader; returns (verdict, detail)."""
         which = rng.random()
         restore: Callable[[], None]
-        if which < 0.4:
+        if which < 0.1:
+            target, data = self.layer / "index.json", json.dumps(_mutate_format2(rng, self.index_raw)).encode()
+            kind, exact = "index-format2", False
+        elif which < 0.4:
             target, data = self.layer / "index.json", json.dumps(_mutate_json(rng, self.index_raw)).replace(
                 f'"{DEEP}"', "[" * 3000 + "]" * 3000).encode()
             kind, exact = "index-json", False
@@ -129,6 +159,7 @@ class Campaign:
         target.write_bytes(data)
         restore = lambda: target.write_bytes(original)  # noqa: E731
         dest = self.root / "dest"
+        self.from_memory: dict[str, bytes] = {}
         signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
         try:
             self._read(kind, str(dest)) if reader is None else reader(str(dest))
@@ -155,7 +186,8 @@ class Campaign:
     def _read(self, kind: str, dest: str) -> None:
         from lambdaslim._runtime._discover import scan
         from lambdaslim._runtime._extract import extract_unit
-        from lambdaslim._runtime._format import read_index
+        from lambdaslim._runtime._format import DISK, read_index
+        from lambdaslim._runtime._memory import CACHE, UnitFiles
         from lambdaslim._runtime._zipbundle import ZipBundle
 
         if kind == "bundle":
@@ -163,21 +195,32 @@ class Campaign:
             return
         scan([str(self.work / "opt")])  # the finder's view: sets broken layers aside, never raises
         index = read_index(str(self.layer))
+        CACHE.clear()  # parts change from case to case here (never in a real process)
         for n, unit in enumerate(index.units):
             extract_unit(index, unit, os.path.join(dest, str(n)), workers=1)
+            # memory mode: the disk parts into units/<key>.m, the code read from memory
+            extract_unit(index, unit, os.path.join(dest, "m", str(n)), workers=1, kinds=frozenset([DISK]))
+            assert unit.code_bytes >= 0 and unit.native_disk_bytes >= 0
+            files = UnitFiles(index, unit)
+            self.from_memory.update((rel, files.read(rel)) for rel in files.code)
 
     def _exact(self, dest: Path, strict: bool) -> bool:
         """Parts are covered by sha256: the tree must be exact. A zip's CRCs cover contents,
         not names: a member renamed by a flipped bit may land elsewhere (inside the root),
         but no file may hold other bytes than the packed ones."""
         got: dict[str, bytes] = {}
+        memory: list[tuple[str, bytes]] = list(self.from_memory.items())  # memory mode's code reads
         for path in dest.rglob("*"):
             if path.is_file():
                 rel = str(path.relative_to(dest))
+                if rel.startswith("m/"):  # a memory-mode tree: its files, checked like the code reads
+                    memory.append((rel.split("/", 2)[2], path.read_bytes()))
+                    continue
                 rel = rel.split("/", 1)[1] if rel.split("/", 1)[0].isdigit() else rel
                 got[rel] = path.read_bytes()
         if strict:
-            return all(got.get(rel) == data for rel, data in self.content.items())
+            return all(got.get(rel) == data for rel, data in self.content.items()) and \
+                all(data == self.content.get(rel) for rel, data in memory if rel in self.content)
         return all(data == self.content[rel] or data in self.content.values()
                    for rel, data in got.items() if rel in self.content)
 

@@ -3,11 +3,13 @@
     python benchmarks/campaign_kill.py [--kills 100] [--seed 1] [--work DIR]
 
 Each round starts 1-8 fresh interpreters sharing one extraction root; each imports the
-layer's distributions lazily (in a random order) or extracts everything eagerly. At a
-random moment within a full extraction's time, a random non-empty subset is SIGKILLed; the
-others must finish without error. Then a clean process imports everything: every import
-must work (0 corrupt imports), every file of every published tree must be exactly the
-packed bytes, and staging/ and reserve/ must be empty after it (0 leftovers).
+layer's distributions lazily (in a random order) or extracts everything eagerly, with
+``LAMBDASLIM_PYTHON`` memory or disk at random (memory trees ``units/<key>.m`` hold the data
+files only). At a random moment within a full extraction's time, a random non-empty subset
+is SIGKILLed; the others must finish without error. Then a clean process in each mode
+imports everything: every import must work (0 corrupt imports), every file must read back
+as exactly the packed bytes through the module's loader (the tree in disk mode, memory for
+code in memory mode), and staging/ and reserve/ must be empty after it (0 leftovers).
 """
 
 from __future__ import annotations
@@ -34,10 +36,19 @@ for name in sys.argv[2:]:
     __import__(name)
 """
 CLEAN = """
-import json, sys
+import hashlib, json, os, sys
 import lambdaslim.bootstrap as b
-mods = {name: __import__(name).N for name in sys.argv[1:]}
-print(json.dumps({"mods": mods, "paths": {k: v["path"] for k, v in b.status().items()}}))
+mods = {name: __import__(name) for name in sys.argv[2:]}
+files = {}
+for line in open(sys.argv[1]):
+    rel = line.strip()
+    mod = mods[rel.split("/")[0]]
+    tree = os.path.dirname(os.path.dirname(mod.__file__))
+    try:
+        files[rel] = hashlib.sha256(mod.__spec__.loader.get_data(os.path.join(tree, rel))).hexdigest()
+    except OSError:
+        files[rel] = None
+print(json.dumps({"mods": {n: m.N for n, m in mods.items()}, "files": files}))
 """
 
 
@@ -56,6 +67,8 @@ class Campaign:
         self.content = make_site(work / "site", seed)
         self.opt = unzip_layer(pack(work / "site", work / "layer.zip"), work / "opt")
         self.names = sorted({rel.split("/")[0] for rel in self.content})
+        self.listing = work / "files.txt"
+        self.listing.write_text("".join(rel + "\n" for rel in sorted(self.content)))
         self.root = work / "root"
         self.env = _env(self.opt, self.root)
         started = time.monotonic()
@@ -63,10 +76,11 @@ class Campaign:
         self.full = time.monotonic() - started  # one eager extraction, interpreter start included
         shutil.rmtree(self.root)
 
-    def _spawn(self, mode: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, mode: str, python: str = "memory") -> subprocess.Popen[bytes]:
         order = self.names[:]
         self.rng.shuffle(order)
-        return subprocess.Popen([sys.executable, "-S", "-c", CHILD, mode, *order], env=self.env,
+        return subprocess.Popen([sys.executable, "-S", "-c", CHILD, mode, *order],
+                                env={**self.env, "LAMBDASLIM_PYTHON": python},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def round(self, tally: Tally) -> int:
@@ -74,7 +88,8 @@ class Campaign:
         rng = self.rng
         if rng.random() < 0.8:
             shutil.rmtree(self.root, ignore_errors=True)  # else: kill over what earlier rounds left
-        procs = [self._spawn(rng.choice(["lazy", "eager"])) for _ in range(rng.randint(1, 8))]
+        procs = [self._spawn(rng.choice(["lazy", "eager"]), rng.choice(["memory", "disk"]))
+                 for _ in range(rng.randint(1, 8))]
         time.sleep(rng.uniform(0.02, self.full * 1.2))
         doomed = rng.sample(procs, rng.randint(1, len(procs)))
         killed = 0
@@ -90,31 +105,26 @@ class Campaign:
         self._clean(tally)
         return killed
 
-    def _clean(self, tally: Tally) -> None:
+    def _clean(self, tally: Tally, modes: tuple[str, ...] = ("memory", "disk")) -> None:
+        import hashlib
         import json
 
-        proc = subprocess.run([sys.executable, "-S", "-c", CLEAN, *self.names], env=self.env,
-                              capture_output=True, timeout=120)
-        if proc.returncode != 0:
-            tally.add("defect", f"the clean process failed: {proc.stderr.decode()[-400:]}")
-            return
-        out = json.loads(proc.stdout)
-        wrong = [rel for rel, data in self.content.items()
-                 if _read(Path(out["paths"][rel.split("/")[0]]) / rel) != data]
-        leftovers = [f"{d}/{n}" for d in ("staging", "reserve") for n in _ls(self.root / d)]
-        if wrong:
-            tally.add("defect", f"{len(wrong)} files differ after kills, e.g. {wrong[0]}")
-        elif leftovers:
-            tally.add("defect", f"leftovers after a clean process: {leftovers[:5]}")
-        else:
-            tally.add("accepted")
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
+        for python in modes:
+            proc = subprocess.run([sys.executable, "-S", "-c", CLEAN, str(self.listing), *self.names],
+                                  env={**self.env, "LAMBDASLIM_PYTHON": python}, capture_output=True, timeout=120)
+            if proc.returncode != 0:
+                tally.add("defect", f"the clean process ({python}) failed: {proc.stderr.decode()[-400:]}")
+                continue
+            out = json.loads(proc.stdout)
+            wrong = [rel for rel, data in self.content.items()
+                     if out["files"].get(rel) != hashlib.sha256(data).hexdigest()]
+            leftovers = [f"{d}/{n}" for d in ("staging", "reserve") for n in _ls(self.root / d)]
+            if wrong:
+                tally.add("defect", f"{len(wrong)} files differ after kills ({python}), e.g. {wrong[0]}")
+            elif leftovers:
+                tally.add("defect", f"leftovers after a clean process ({python}): {leftovers[:5]}")
+            else:
+                tally.add("accepted")
 
 
 def _ls(path: Path) -> list[str]:

@@ -49,14 +49,16 @@ def test_kill_subset_no_corrupt_import_no_leftover(tmp_path: Path) -> None:
     assert tally.tried > 0
 
 
-def test_kill_judge_catches_a_wrong_tree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode,suffix", [("disk", ".py"), ("memory", ".bin")])
+def test_kill_judge_catches_a_wrong_tree(tmp_path: Path, mode: str, suffix: str) -> None:
     campaign = campaign_kill.Campaign(tmp_path, 3)
-    campaign._clean(Tally("clean"))  # publishes every tree
-    victim = next(r for r in campaign.content if r.endswith(".py") and len(campaign.content[r]) > 10)
-    tree = next(p for p in (campaign.root / "units").iterdir() if p.name.startswith(victim.split("/")[0]))
+    campaign._clean(Tally("clean"))  # publishes every tree, in both modes
+    victim = next(r for r in campaign.content if r.endswith(suffix) and len(campaign.content[r]) > 10)
+    tree = next(p for p in (campaign.root / "units").iterdir()
+                if p.name.startswith(victim.split("/")[0]) and p.name.endswith(".m") == (mode == "memory"))
     (tree / victim).write_bytes(b"#" * len(campaign.content[victim]))  # same size: reused as is
     tally = Tally("judge")
-    campaign._clean(tally)
+    campaign._clean(tally, (mode,))
     assert len(tally.defects) == 1 and "differ" in tally.defects[0]
 
 
