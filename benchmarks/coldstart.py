@@ -12,7 +12,7 @@ pack``'s pipeline does, then each round starts a fresh ``python -S`` per way:
   (c2)/(d2)      a new process reusing the trees (c)/(d) left (a warm sandbox)
 
 Times are wall clock from spawning the process to the handler's result; ratios are to (a)
-of the same run; peak RSS is the child's own ru_maxrss; "/tmp" is what the run left there.
+of the same run; peak RSS is the child's, from wait4; "/tmp" is what the run left there.
 Every extracting way writes into a fresh folder on /dev/shm (tmpfs), deleted after the run.
 """
 
@@ -40,7 +40,7 @@ HANDLERS = {
     "torch": ("import torch\nm = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))\n"
               "with torch.no_grad():\n    result = int(m(torch.ones(4, 64)).argmax(1).sum())\n"),
 }
-TAIL = "import resource\nprint('@@' + repr([result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))\n"
+TAIL = "print('@@' + repr([result]))\n"
 
 
 def compiled_site(stack: str) -> Path:
@@ -93,13 +93,22 @@ def run_once(way: str, stack: str, site: Path, zpath: Path, opt: Path, tmp: Path
         env.update(PYTHONPATH=str(opt / "python"), LAMBDASLIM_LAYER_ROOTS=str(opt), LAMBDASLIM_TMP=str(tmp),
                    LAMBDASLIM_PYTHON="disk" if way.startswith("disk") else "memory")
         code = "import lambdaslim.bootstrap\n" + code
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{way} failed:\n{proc.stderr[-3000:]}")
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("@@"))
-    return seconds, int(eval(line[2:])[1])
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-S", "-c", code], env=env, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        # The child's own peak RSS comes from wait4: its getrusage(RUSAGE_SELF) also counts
+        # the parent's memory it was forked from.
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{way} failed:\n{err.read().decode(errors='replace')[-3000:]}")
+    line = next(x for x in out.splitlines() if x.startswith("@@"))
+    eval(line[2:])  # the handler's result (checked to be there)
+    return seconds, int(usage.ru_maxrss)
 
 
 def main() -> int:

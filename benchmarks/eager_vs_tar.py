@@ -15,7 +15,7 @@ fresh folder on /dev/shm, said in the output):
   eager-disk     a fresh ``python -S``: ``import lambdaslim.bootstrap; extract_all()`` with
                  ``LAMBDASLIM_PYTHON=disk`` (every file written: the same tree as ``tar``)
   tar-memory     ``tar -xf tree-memory.tar``
-  eager-memory   the same with ``LAMBDASLIM_PYTHON=memory`` (the default)
+  eager-memory   the same with ``LAMBDASLIM_PYTHON=memory``
 
 Times are wall clock from spawning the process to its exit, best of N; "call" is the time of
 the ``extract_all()`` call alone, inside the child; peak RSS is the child's (``wait4``).

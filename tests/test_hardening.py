@@ -250,19 +250,19 @@ def test_a_damaged_memory_tree_is_extracted_again(tmp_path: Path) -> None:
     unzip_layer(tmp_path / "l.zip", opt)
     code = ("import os, lambdaslim.bootstrap as b, alpha\n"
             "report([open(os.path.join(alpha.HERE, 'data.txt')).read(), b.status()['alpha']['extractions']])")
-    assert run(code, opt, tmp) == ["payload\n", 1]
-    assert run(code, opt, tmp) == ["payload\n", 0]  # warm: reused with no .py in it
+    assert run(code, opt, tmp, LAMBDASLIM_PYTHON="memory") == ["payload\n", 1]
+    assert run(code, opt, tmp, LAMBDASLIM_PYTHON="memory") == ["payload\n", 0]  # warm: reused with no .py in it
     tree = next((tmp / "units").iterdir())
     assert tree.name.endswith(".m") and not list(tree.rglob("*.py"))
     (tree / "alpha" / "data.txt").write_text("other size\n")
-    assert run(code, opt, tmp) == ["payload\n", 1]
+    assert run(code, opt, tmp, LAMBDASLIM_PYTHON="memory") == ["payload\n", 1]
     tree = next((tmp / "units").iterdir())
     (tree / "alpha" / "sub" / "more.bin").unlink()
-    assert run(code, opt, tmp) == ["payload\n", 1]
+    assert run(code, opt, tmp, LAMBDASLIM_PYTHON="memory") == ["payload\n", 1]
     tree = next((tmp / "units").iterdir())
     (tree / "alpha" / "data.txt").unlink()
     os.mkfifo(tree / "alpha" / "data.txt")  # not a regular file
-    assert run(code, opt, tmp) == ["payload\n", 1]
+    assert run(code, opt, tmp, LAMBDASLIM_PYTHON="memory") == ["payload\n", 1]
 
 
 # -- isolation and the duplicate rule ---------------------------------------------------------

@@ -14,9 +14,16 @@ import pytest
 
 from conftest import pip_target
 from helpers import unzip_layer
-from lambdaenv import RESULT, lambda_env, run
+from lambdaenv import RESULT, lambda_env
+from lambdaenv import run as _run_env
 from lambdaslim.build._bytecode import compile_tree, interpreter_version
 from lambdaslim.build._pack import pack_tree
+
+
+def run(code: str, opt: Path, tmp: Path, **extra: str) -> object:
+    """lambdaenv.run in memory mode (this file's subject) unless the test names a mode."""
+    extra.setdefault("LAMBDASLIM_PYTHON", "memory")
+    return _run_env(code, opt, tmp, **extra)
 
 pytestmark = pytest.mark.slow
 
@@ -148,7 +155,7 @@ def _run_with_site(code: str, opt: Path, tmp: Path) -> object:
     import sys
 
     prelude = f"import json as _json\ndef report(obj):\n    print({RESULT!r} + _json.dumps(obj), flush=True)\n"
-    proc = subprocess.run([sys.executable, "-c", prelude + code], env=lambda_env(opt, tmp),
+    proc = subprocess.run([sys.executable, "-c", prelude + code], env=lambda_env(opt, tmp, LAMBDASLIM_PYTHON="memory"),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
@@ -193,3 +200,17 @@ def test_children_can_be_turned_off(opt: Path, tmp: Path) -> None:
               f"r = subprocess.run([sys.executable, '-c', {CHILD!r}], capture_output=True, text=True)\n"
               "report(r.returncode)", opt, tmp, LAMBDASLIM_CHILDREN="0")
     assert out == 1
+
+
+def test_disk_is_the_default_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory mode is opt-in until code that lists its own .py files (transformers'
+    lazy import table) works there; see docs/bootstrap.md."""
+    from lambdaslim._runtime import _config
+
+    monkeypatch.delenv("LAMBDASLIM_PYTHON", raising=False)
+    assert _config.python_mode() == "disk"
+    monkeypatch.setenv("LAMBDASLIM_PYTHON", "Memory ")
+    assert _config.python_mode() == "memory"
+    monkeypatch.setenv("LAMBDASLIM_PYTHON", "ram")
+    with pytest.raises(ValueError, match="LAMBDASLIM_PYTHON"):
+        _config.python_mode()

@@ -53,8 +53,11 @@ PYTHON_MODES = ("memory", "disk")
 
 
 def python_mode() -> str:
-    """``LAMBDASLIM_PYTHON``: ``memory`` (default; .py/.pyc served from memory) or ``disk``."""
-    mode = os.environ.get("LAMBDASLIM_PYTHON", "").strip().lower() or "memory"
+    """``LAMBDASLIM_PYTHON``: ``disk`` (default: every file in the tree) or ``memory`` (.py/.pyc
+    served from the layer, only native code and data in /tmp: torch fits 512 MB of /tmp this
+    way). Not yet the default: code that lists its own ``.py`` files (transformers builds its
+    lazy import table so) finds none in a memory tree."""
+    mode = os.environ.get("LAMBDASLIM_PYTHON", "").strip().lower() or "disk"
     if mode not in PYTHON_MODES:
         raise ValueError(f"LAMBDASLIM_PYTHON must be 'memory' or 'disk', not {mode!r}")
     return mode
