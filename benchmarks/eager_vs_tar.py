@@ -36,6 +36,9 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _trees import size_of  # noqa: E402
+
 CHILD = ("import time\nt = time.perf_counter()\nimport lambdaslim.bootstrap as b\nb.extract_all()\n"
          "print('@@%r' % (time.perf_counter() - t))\n")
 FS = {"how": "?"}
@@ -79,15 +82,6 @@ def eager_env(opt: Path, tmp: Path, mode: str) -> dict[str, str]:
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(opt / "python"), LAMBDASLIM_LAYER_ROOTS=str(opt),
                LAMBDASLIM_TMP=str(tmp), LAMBDASLIM_PYTHON=mode)
     return env
-
-
-def size_of(root: Path) -> tuple[int, int]:
-    total = files = 0
-    for dirpath, _, filenames in os.walk(root):
-        for f in filenames:
-            total += os.lstat(os.path.join(dirpath, f)).st_size
-            files += 1
-    return total, files
 
 
 def main() -> int:
