@@ -16,9 +16,9 @@ def extraction_root() -> str:
     return os.environ.get("LAMBDASLIM_TMP") or DEFAULT_ROOT
 
 
-def tmp_limit() -> int | None:
-    """The byte cap from ``LAMBDASLIM_TMP_LIMIT`` (``512MB``, ``1GiB``, ``1000``), or None."""
-    text = os.environ.get("LAMBDASLIM_TMP_LIMIT", "").strip()
+def size(name: str) -> int | None:
+    """The size in the variable ``name`` (``512MB``, ``1GiB``, ``1000``), or None when unset."""
+    text = os.environ.get(name, "").strip()
     if not text:
         return None
     from .._size import parse_size
@@ -26,7 +26,12 @@ def tmp_limit() -> int | None:
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise ValueError(f"LAMBDASLIM_TMP_LIMIT: {exc}") from None
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def tmp_limit() -> int | None:
+    """The byte cap from ``LAMBDASLIM_TMP_LIMIT``, or None."""
+    return size("LAMBDASLIM_TMP_LIMIT")
 
 
 def layer_roots() -> list[str]:

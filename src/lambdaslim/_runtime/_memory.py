@@ -27,15 +27,10 @@ Segment = tuple[int, int, int]  # (part number, offset in the part, length)
 
 def cache_limit() -> int:
     """The byte bound of the code cache (``LAMBDASLIM_CODE_CACHE``: ``32MB``, ``0`` = none kept)."""
-    text = os.environ.get("LAMBDASLIM_CODE_CACHE", "").strip()
-    if not text:
-        return DEFAULT_CACHE_BYTES
-    from .._size import parse_size
+    from . import _config
 
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise ValueError(f"LAMBDASLIM_CODE_CACHE: {exc}") from None
+    limit = _config.size("LAMBDASLIM_CODE_CACHE")
+    return DEFAULT_CACHE_BYTES if limit is None else limit
 
 
 class CodeCache:
