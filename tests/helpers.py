@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -44,3 +46,12 @@ def make_dist(site: Path, name: str, version: str, files: dict[str, bytes], *, r
     rows.append(f"{dist_info.name}/METADATA,,")
     rows.append(f"{dist_info.name}/RECORD,,")
     (dist_info / "RECORD").write_text(record if record is not None else "\n".join(rows) + "\n")
+
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def run_in_site(site: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in ``python -S`` seeing only ``site`` and lambdaslim's source (no packing)."""
+    return subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = [{str(site)!r}, {str(SRC)!r}]\n{code}"],
+                          capture_output=True, text=True)

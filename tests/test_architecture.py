@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from lambdaenv import run
 from lambdaslim.build._layer_python import RUNTIME_PARTS, package_files
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lambdaslim"
@@ -180,8 +179,8 @@ def six_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_layer_copy_alone_runs_bootstrap_handler_and_s3(tmp_path: Path, six_layer: Path) -> None:
     """A layer's python/ holds what a handler needs, with nothing else on sys.path.
 
-    ``python -S -I``: no site-packages, no PYTHONPATH; the only path entries are the standard
-    library, the layer's python/ and the task folder.
+    ``python -S`` (tests/lambdaenv.py): no site-packages; the only path entries are the
+    standard library, the layer's python/ and the task folder.
     """
     opt = tmp_path / "opt"
     with zipfile.ZipFile(six_layer) as zf:
@@ -203,19 +202,12 @@ def test_layer_copy_alone_runs_bootstrap_handler_and_s3(tmp_path: Path, six_laye
         "            'usage': lambdaslim.budget.usage()['packages'] > 0}\n"
     )
     code = (
-        "import sys, json\n"
-        f"sys.path[:0] = [{str(opt / 'python')!r}, {str(task)!r}]\n"
-        "import app\n"
+        "import sys, app\n"
         "out = app.handler({}, None)\n"
         "mods = sorted(m for m in sys.modules if m.split('.')[0] in ('zstandard', 'filelock', 'six'))\n"
-        "print(json.dumps([out, mods, [m for m in sys.modules if m.startswith('lambdaslim._vendor.')][:1]]))\n"
+        "report([out, mods, [m for m in sys.modules if m.startswith('lambdaslim._vendor.')][:1]])\n"
     )
-    env = {"LAMBDASLIM_LAYER_ROOTS": str(opt), "LAMBDASLIM_TMP": str(tmp_path / "tmp"), "PATH": os.environ["PATH"]}
-    proc = subprocess.run([sys.executable, "-S", "-I", "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    import json
-
-    out, mods, vendored = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, mods, vendored = run(code, opt, tmp_path / "tmp", PYTHONPATH=f"{opt / 'python'}{os.pathsep}{task}")
     assert out["six"].startswith(str(tmp_path / "tmp")) and out["url"] == ["my-bucket", "k"] and out["usage"]
     assert mods == ["six"]  # our zstandard and filelock are private: the function's names stay free
     assert vendored  # and they are what the extraction used
@@ -236,19 +228,12 @@ def test_the_functions_own_filelock_is_not_shadowed(tmp_path: Path) -> None:
     with zipfile.ZipFile(layer) as zf:
         zf.extractall(opt)
     code = (
-        "import sys, json\n"
-        f"sys.path[:0] = [{str(opt / 'python')!r}]\n"
-        "import lambdaslim.bootstrap, importlib.metadata as md\n"
+        "import sys, lambdaslim.bootstrap, importlib.metadata as md\n"
         "import filelock\n"
         "names = [d.metadata['Name'] for d in md.distributions()]\n"
-        "print(json.dumps([filelock.__version__, filelock.__file__, names.count('filelock'),\n"
-        "                  md.version('filelock'), 'lambdaslim._vendor.filelock' in sys.modules]))\n"
+        "report([filelock.__version__, filelock.__file__, names.count('filelock'),\n"
+        "        md.version('filelock'), 'lambdaslim._vendor.filelock' in sys.modules])\n"
     )
-    env = {"LAMBDASLIM_LAYER_ROOTS": str(opt), "LAMBDASLIM_TMP": str(tmp_path / "tmp"), "PATH": os.environ["PATH"]}
-    proc = subprocess.run([sys.executable, "-S", "-I", "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    import json
-
-    version, path, count, md_version, private_loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    version, path, count, md_version, private_loaded = run(code, opt, tmp_path / "tmp")
     assert version == "3.12.0" and path.startswith(str(tmp_path / "tmp")) and count == 1 and md_version == "3.12.0"
     assert private_loaded  # extracting the user's filelock took lambdaslim's own lock

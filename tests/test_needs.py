@@ -7,8 +7,6 @@ test_needs_wheels.py.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,7 @@ import pytest
 from lambdaslim.build import _gpu, _limits, _plan, _provenance, _prune
 from lambdaslim.build._build import LayerOut, check_limits
 
-from helpers import make_dist
-
-SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def _run_in(site: Path, code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = [{str(site)!r}, {str(SRC)!r}]\n{code}"],
-                          capture_output=True, text=True)
+from helpers import make_dist, run_in_site
 
 
 def _entry_points(site: Path, dist_info: str, text: str) -> None:
@@ -63,7 +54,7 @@ def test_gpu_only_distributions_are_absent_as_on_a_machine_without_them(gpu_site
     for d in ("nvidia_nccl_cu12-2.21.5.dist-info", "nvidia_cublas_cu12-12.4.5.dist-info"):
         assert (gpu_site / d / "METADATA").exists() and (gpu_site / d / _gpu.MARKER).exists()
     assert not (gpu_site / "nvidia_cublas_cu12-12.4.5.dist-info" / "entry_points.txt").exists()
-    out = _run_in(gpu_site, "\n".join([
+    out = run_in_site(gpu_site, "\n".join([
         "import importlib.metadata as m, importlib.util, booster",
         "print(booster.find_nccl(), importlib.util.find_spec('nvidia'), m.version('nvidia-nccl-cu12'))",
         "print([e.name for e in m.entry_points(group='some.plugins')])",
@@ -146,7 +137,7 @@ def test_pruning_spares_what_entry_points_and_discovery_name(named_site: Path) -
     assert "entry point backend-test-tools" in report.named["lib/backend/test/data/model.pb"]
     assert "(pkg_config)" in report.named["lib/_core/lib/pkgconfig/lib.pc"]
     assert "discovery" in report.named["lib/plugins/tests/found_at_run_time.py"]
-    out = _run_in(named_site, "\n".join([
+    out = run_in_site(named_site, "\n".join([
         "import importlib.metadata as m, lib.plugins, lib.plugins.use as u",
         "for ep in m.entry_points(group='console_scripts') + m.entry_points(group='pkg_config'):",
         "    ep.load()",

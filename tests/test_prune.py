@@ -20,9 +20,8 @@ from lambdaslim.build import _bytecode, _elf, _limits, _prune, _stub, _trace
 from lambdaslim.build._build import LayerOut, check_limits, split_names
 from lambdaslim.build._resolve import Target, explain_failure
 
-from helpers import make_dist
+from helpers import make_dist, run_in_site
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def _record_paths(site: Path, dist_info: str) -> list[str]:
@@ -117,11 +116,6 @@ def test_unknown_step_is_refused(site: Path) -> None:
         _prune.prune(str(site), steps=["everything"])
 
 
-def _run_in(site: Path, code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = [{str(site)!r}, {str(SRC)!r}]\n{code}"],
-                          capture_output=True, text=True)
-
-
 def test_stub_imports_raises_a_clear_importerror_and_keeps_metadata(tmp_path: Path) -> None:
     site = tmp_path / "site"
     make_dist(site, "big-dep", "2.5", {"bigdep/__init__.py": b"X = 1\n", "bigdep/sub/mod.py": b"",
@@ -130,7 +124,7 @@ def test_stub_imports_raises_a_clear_importerror_and_keeps_metadata(tmp_path: Pa
     assert result.distribution == "big-dep" and result.removed_files == 4
     assert sorted(result.modules) == ["bigdep", "bigdep_single"]
     assert not (site / "bigdep" / "data.bin").exists()
-    out = _run_in(site, "\n".join([
+    out = run_in_site(site, "\n".join([
         "import importlib.metadata as m, sys, bigdep, bigdep_single",
         "print(m.version('big-dep'), bigdep.__version__)",
         "from lambdaslim import StubbedDistributionError as E",
