@@ -76,6 +76,7 @@ def test_layer_layout_has_runtime_python_folder(small_site: Path, tmp_path: Path
     assert any(n.startswith("python/lambdaslim/_vendor/zstandard/") for n in names)
     assert any(n.startswith("python/lambdaslim/_vendor/filelock/") for n in names)
     assert not any(n.startswith(("python/zstandard", "python/filelock")) for n in names)
+    assert not any("_cffi." in n or "backend_cffi" in n for n in names)  # never runs on CPython
     # the build side never ships
     assert not any(n.startswith(("python/lambdaslim/build/", "python/lambdaslim/testing/")) for n in names)
     assert not any(n.startswith(("python/lambdaslim/_cli", "python/lambdaslim/_demo")) for n in names)

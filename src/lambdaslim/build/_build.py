@@ -319,7 +319,7 @@ def prepare_runtime(target: Target, dest: str, *, strip: bool = False,
             shutil.copyfile(src, os.path.join(dest, rel))
     else:
         _resolve.install_runtime(target, dest, pip_args=pip_args)
-    _prune.prune(dest, drop=["zstandard/_cffi.*", "zstandard/backend_cffi.py"])
+    _prune.prune(dest, drop=list(_layer_python.UNUSED))  # before --strip: nothing stripped for nothing
     if strip:
         libs = [os.path.join(dest, rel) for rel in _prune.walk_files(dest) if rel.endswith(".so")]
         sr = _elf.strip_libraries(libs, machine=target.machine)

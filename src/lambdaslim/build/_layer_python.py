@@ -11,6 +11,7 @@ architecture passes a folder prepared for that target instead.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -27,6 +28,10 @@ RUNTIME_PARTS = (
 )
 
 VENDOR_DIR = "lambdaslim/_vendor"
+
+#: Files of the runtime dependencies that never run on CPython: zstandard's cffi backend
+#: (11 MB; the C backend always loads). Left out of every layer, whatever built python/.
+UNUSED = ("zstandard/_cffi.*", "zstandard/backend_cffi.py")
 
 _SELF_IMPORT = re.compile(
     r"^(?P<indent>[ \t]*)(?P<kw>from|import)[ \t]+(?P<name>" + "|".join(RUNTIME_DISTS) + r")(?P<rest>[. \t].*)?$",
@@ -77,8 +82,8 @@ def _vendored(rel: str) -> str | None:
     top = rel.split("/", 1)[0]
     if top not in RUNTIME_DISTS or "__pycache__" in rel.split("/") or rel.endswith(".pyi"):
         return None  # dist-info, scripts, caches and stubs stay out: nothing at run time reads them
-    if rel.startswith(("zstandard/_cffi.", "zstandard/backend_cffi.")):
-        return None  # the cffi backend (11 MB): CPython always loads the C backend
+    if any(fnmatch.fnmatchcase(rel, pattern) for pattern in UNUSED):
+        return None
     return f"{VENDOR_DIR}/{rel}"
 
 

@@ -17,20 +17,20 @@ from . import _record
 REMOVED = "LAMBDASLIM_REMOVED"
 
 
-def _collapse(paths: set[str], original: Collection[str]) -> list[str]:
-    """``paths`` with every folder all of whose original files are in ``paths`` written once."""
-    total: Counter[str] = Counter()
-    for rel in original:
-        parent = rel.rpartition("/")[0]
-        while parent:
-            total[parent] += 1
-            parent = parent.rpartition("/")[0]
-    gone: Counter[str] = Counter()
+def _files_per_folder(paths: Iterable[str]) -> Counter[str]:
+    """How many of ``paths`` lie under each folder, at any depth."""
+    counts: Counter[str] = Counter()
     for rel in paths:
         parent = rel.rpartition("/")[0]
         while parent:
-            gone[parent] += 1
+            counts[parent] += 1
             parent = parent.rpartition("/")[0]
+    return counts
+
+
+def _collapse(paths: set[str], original: Collection[str]) -> list[str]:
+    """``paths`` with every folder all of whose original files are in ``paths`` written once."""
+    total, gone = _files_per_folder(original), _files_per_folder(paths)
     out: set[str] = set()
     for rel in paths:
         top = rel
