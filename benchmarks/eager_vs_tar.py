@@ -25,7 +25,6 @@ Target: eager-disk <= 1.3x tar (same tree, same file system, same run).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import subprocess
@@ -33,32 +32,13 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _trees import size_of  # noqa: E402
+from _trees import FRESH, fresh_dir, size_of  # noqa: E402
 
 CHILD = ("import time\nt = time.perf_counter()\nimport lambdaslim.bootstrap as b\nb.extract_all()\n"
          "print('@@%r' % (time.perf_counter() - t))\n")
-FS = {"how": "?"}
-
-
-@contextlib.contextmanager
-def fresh_tmpfs(base: Path) -> Iterator[Path]:
-    """An empty folder on a tmpfs mounted for this run alone (root), else a new /dev/shm folder."""
-    d = Path(tempfile.mkdtemp(dir=base))
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8g", "tmpfs", str(d)], capture_output=True).returncode == 0
-    FS["how"] = "a fresh tmpfs mounted per run" if mounted else "a fresh folder on /dev/shm per run"
-    try:
-        yield d
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(d)], check=False)
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def run_rss(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """(wall seconds, the child's own peak RSS in bytes from ``wait4``, stdout) of one process."""
     started = time.perf_counter()
@@ -111,7 +91,7 @@ def main() -> int:
         ways = ["tar", "eager-disk", "tar-memory", "eager-memory"]
         for _ in range(args.n):
             for way in ways:  # interleaved: every round runs every way once
-                with fresh_tmpfs(work) as d:
+                with fresh_dir(work) as d:
                     if way.startswith("tar"):
                         tar = trees["memory" if way.endswith("memory") else "disk"][0]
                         s, rss, _ = run_rss(["/usr/bin/tar", "-xf", str(tar), "-C", str(d)])
@@ -121,7 +101,7 @@ def main() -> int:
                         call = float(next(x for x in out.splitlines() if x.startswith("@@"))[2:])
                 if way not in best or s < best[way][0]:
                     best[way] = (s, call, rss)
-    print(f"{args.layer.name}: best of {args.n}, interleaved, each run into {FS['how']}, {os.cpu_count()} cpus")
+    print(f"{args.layer.name}: best of {args.n}, interleaved, each run into {FRESH['how']}, {os.cpu_count()} cpus")
     for mode in ("disk", "memory"):
         _, nbytes, nfiles = trees[mode]
         print(f"  tree written in {mode} mode: {nbytes / 1e6:.1f} MB in {nfiles} files")

@@ -15,7 +15,6 @@ extraction < 64 MB above the interpreter's.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -25,37 +24,12 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _trees import CACHE, size_of, tree  # noqa: E402
+from _trees import CACHE, FRESH, fresh_dir, size_of, tree  # noqa: E402
 
 from lambdaslim.build._pack import DEFAULT_LEVEL, pack_tree  # noqa: E402
-
-MODE = {"fs": "?"}
-
-
-@contextlib.contextmanager
-def fresh_dir(base: Path) -> Iterator[Path]:
-    """A fresh, empty folder on a fresh tmpfs (root), else on disk with caches dropped."""
-    d = Path(tempfile.mkdtemp(dir=base))
-    mounted = False
-    if os.geteuid() == 0:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", str(d)],
-                                 capture_output=True).returncode == 0
-    if mounted:
-        MODE["fs"] = "fresh tmpfs per run"
-    else:
-        MODE["fs"] = "fresh folder on disk, caches dropped"
-        subprocess.run("sync; echo 1 > /proc/sys/vm/drop_caches", shell=True, capture_output=True)
-    try:
-        yield d
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(d)], check=False)
-        shutil.rmtree(d, ignore_errors=True)
-
 
 def timed(fn, repeat: int, base: Path) -> float:  # type: ignore[no-untyped-def]
     times = []
@@ -170,7 +144,7 @@ def main() -> int:
                 index_runs.append(r["index_seconds"])
         lazy = statistics.median(lazy_runs)
 
-        print(f"\nextraction of the whole tree ({MODE['fs']}, median of {args.repeat}):")
+        print(f"\nextraction of the whole tree ({FRESH['how']}, median of {args.repeat}):")
         for name, secs in results.items():
             print(f"  {name:50} {secs:6.2f} s  {nbytes / secs / 1e6:7.0f} MB/s")
         full = results["lambdaslim extract_all()"]
