@@ -379,7 +379,8 @@ def install() -> LayerFinder:
     from ._pathhook import make_hook
 
     sys.path_hooks.insert(0, make_hook(finder.units_root, finder.tree_of))
-    sys.path_importer_cache.clear()  # paths seen before the hook must be asked again
+    for path in [p for p in sys.path_importer_cache if isinstance(p, str) and p.startswith(finder.units_root)]:
+        del sys.path_importer_cache[path]  # trees seen before the hook must be asked again
     from ._children import export
 
     export()
