@@ -2,6 +2,8 @@
 
 ``ml``:   numpy + scipy + pandas + scikit-learn (issue 2's compression target)
 ``torch``: the same plus torch 2.13.0 CPU (issues 3's extraction figures; the article's stack)
+``transformers``: transformers (no torch: tokenizers and configs) beside scikit-learn, which it
+probes for without importing (code that lists and reads its own sources at import)
 
 Each tree is ``pip install --target`` output with tests folders, ``__pycache__`` and ``.pyi``
 stubs removed (the measurements' "pruned" tree, without stripping shared libraries).
@@ -23,6 +25,7 @@ STACKS = {
     "small": ["numpy", "six"],
     "ml": ["numpy", "scipy", "pandas", "scikit-learn"],
     "torch": ["torch==2.13.0", "numpy", "scipy", "pandas", "scikit-learn"],
+    "transformers": ["transformers", "scikit-learn", "pandas"],
 }
 
 

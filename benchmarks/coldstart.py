@@ -1,6 +1,6 @@
 """Process start to first inference, four ways in one run, interleaved, best of N (issue 9).
 
-    python benchmarks/coldstart.py [--stack ml|torch] [-n 3] [--level 3]
+    python benchmarks/coldstart.py [--stack ml|torch|transformers] [-n 3] [--level 3]
 
 The stack's tree (benchmarks/_trees.py) is compiled to unchecked-hash bytecode as ``lambdaslim
 pack``'s pipeline does, then each round starts a fresh ``python -S`` per way:
@@ -39,6 +39,13 @@ HANDLERS = {
            "result = int(LogisticRegression().fit(X, y).predict(X[:5]).sum())\n"),
     "torch": ("import torch\nm = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))\n"
               "with torch.no_grad():\n    result = int(m(torch.ones(4, 64)).argmax(1).sum())\n"),
+    # transformers lists transformers/models/ and reads every .py to build its import table
+    "transformers": ("from tokenizers import Tokenizer, models, pre_tokenizers\n"
+                     "from transformers import BertConfig, PreTrainedTokenizerFast\n"
+                     "t = Tokenizer(models.WordLevel({'[UNK]': 0, 'hello': 1, 'world': 2}, unk_token='[UNK]'))\n"
+                     "t.pre_tokenizer = pre_tokenizers.Whitespace()\n"
+                     "fast = PreTrainedTokenizerFast(tokenizer_object=t, unk_token='[UNK]')\n"
+                     "result = [fast('hello world')['input_ids'], BertConfig(hidden_size=32).hidden_size]\n"),
 }
 TAIL = "print('@@' + repr([result]))\n"
 

@@ -202,15 +202,15 @@ def test_children_can_be_turned_off(opt: Path, tmp: Path) -> None:
     assert out == 1
 
 
-def test_disk_is_the_default_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Memory mode is opt-in until code that lists its own .py files (transformers'
-    lazy import table) works there; see docs/bootstrap.md."""
+def test_memory_is_the_default_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory mode is the default (code that lists its own sources is served by _sources:
+    tests/test_sources.py); disk mode is the switch for code that must have every file."""
     from lambdaslim._runtime import _config
 
     monkeypatch.delenv("LAMBDASLIM_PYTHON", raising=False)
-    assert _config.python_mode() == "disk"
-    monkeypatch.setenv("LAMBDASLIM_PYTHON", "Memory ")
     assert _config.python_mode() == "memory"
+    monkeypatch.setenv("LAMBDASLIM_PYTHON", "Disk ")
+    assert _config.python_mode() == "disk"
     monkeypatch.setenv("LAMBDASLIM_PYTHON", "ram")
     with pytest.raises(ValueError, match="LAMBDASLIM_PYTHON"):
         _config.python_mode()

@@ -58,11 +58,10 @@ PYTHON_MODES = ("memory", "disk")
 
 
 def python_mode() -> str:
-    """``LAMBDASLIM_PYTHON``: ``disk`` (default: every file in the tree) or ``memory`` (.py/.pyc
-    served from the layer, only native code and data in /tmp: torch fits 512 MB of /tmp this
-    way). Not yet the default: code that lists its own ``.py`` files (transformers builds its
-    lazy import table so) finds none in a memory tree."""
-    mode = os.environ.get("LAMBDASLIM_PYTHON", "").strip().lower() or "disk"
+    """``LAMBDASLIM_PYTHON``: ``memory`` (default: .py/.pyc served from the layer, only native
+    code and data in /tmp; a code file is written when code lists or opens it by path) or
+    ``disk`` (every file in the tree)."""
+    mode = os.environ.get("LAMBDASLIM_PYTHON", "").strip().lower() or "memory"
     if mode not in PYTHON_MODES:
         raise ValueError(f"LAMBDASLIM_PYTHON must be 'memory' or 'disk', not {mode!r}")
     return mode

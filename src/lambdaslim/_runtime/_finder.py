@@ -263,6 +263,10 @@ class LayerFinder(TreeHost):
                     "extracted %s %s (%d bytes) from %s into %s in %.3f s",
                     e.name, e.version, e.unpacked_bytes, e.source, path, seconds)
             e.path, e.state = path, EXTRACTED
+            if memory:  # code that lists or opens its own sources finds them (see _sources)
+                from . import _sources
+
+                _sources.install(self, path)
         if e.path not in sys.path:
             sys.path.append(e.path)
         self._extend_namespaces(e)

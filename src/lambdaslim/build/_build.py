@@ -65,9 +65,8 @@ class LayerOut:
     path: str
     zip_bytes: int
     unzipped_bytes: int
-    tmp_bytes: int  # /tmp for a full extraction in the default mode (LAMBDASLIM_PYTHON=disk)
+    tmp_bytes: int
     distributions: list[str]
-    tmp_memory_bytes: int = 0  # the same with LAMBDASLIM_PYTHON=memory
 
 
 @dataclass
@@ -156,12 +155,9 @@ def check_limits(layers: list[LayerOut], max_layer_size: int,
                                    "or import only part of it and release() between uses"))
     else:
         ok = tmp <= ephemeral_storage
-        in_memory = sum(lay.tmp_memory_bytes for lay in layers)
-        alternative = (f", or LAMBDASLIM_PYTHON=memory ({format_size(in_memory)} of /tmp)"
-                       if 0 < in_memory <= ephemeral_storage else "")
         checks.append(Check("/tmp for a full extraction", tmp, ephemeral_storage, ok, hard=False,
                             advice="" if ok else f"set the function's EphemeralStorage to at least "
-                                                 f"{suggested} MB (or rely on lazy extraction{alternative})"))
+                                                 f"{suggested} MB (or rely on lazy extraction)"))
     return checks
 
 
@@ -282,9 +278,8 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
             for u in res.index.units:
                 packed[u.name] = packed.get(u.name, 0) + u.packed_bytes
             layers.append(LayerOut(res.output, res.layer_zip_bytes, unzipped,
-                                   sum(u.disk_bytes for u in res.index.units),
-                                   [u.name for u in res.index.units],
-                                   sum(u.native_disk_bytes for u in res.index.units)))
+                                   sum(u.native_disk_bytes for u in res.index.units),
+                                   [u.name for u in res.index.units]))
         checks = check_limits(layers, opts.max_layer_size, opts.ephemeral_storage)
         plan: list[str] = []
         tmp_bytes = sum(lay.tmp_bytes for lay in layers)

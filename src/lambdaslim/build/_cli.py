@@ -140,7 +140,6 @@ def register_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "unless --import narrows the check)")
     p.add_argument("--interpreter", metavar="PATH",
                    help="the Python to use (default: one matching the layer's version)")
-    p.add_argument("--python-mode", choices=("memory", "disk"), default="disk",
-                   help="LAMBDASLIM_PYTHON for the run: every file on disk (default) or .py/.pyc "
-                        "from memory")
+    p.add_argument("--python-mode", choices=("memory", "disk"), default="memory",
+                   help="LAMBDASLIM_PYTHON for the run: .py/.pyc from memory (default) or on disk")
     p.set_defaults(func=cmd_verify)

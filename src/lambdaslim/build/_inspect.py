@@ -121,17 +121,16 @@ def report(path: str) -> dict[str, Any]:
                 "import_names": u.import_names,
                 "packed_bytes": u.packed_bytes,
                 "unpacked_bytes": u.unpacked_bytes,
-                "disk_bytes": u.native_disk_bytes,  # in /tmp with LAMBDASLIM_PYTHON=memory
-                "memory_bytes": u.code_bytes,  # .py/.pyc, served from the layer in memory mode
-                "disk_mode_bytes": u.disk_bytes,  # in /tmp in disk mode (the default)
+                "disk_bytes": u.native_disk_bytes,  # in /tmp in memory mode (the default)
+                "memory_bytes": u.code_bytes,  # .py/.pyc, served from the layer, never in /tmp
+                "disk_mode_bytes": u.disk_bytes,  # in /tmp with LAMBDASLIM_PYTHON=disk
                 "files": len(u.files),
                 "parts": len(u.parts),
                 "layer_id": idx.layer_id,
             })
     packed = sum(d["packed_bytes"] for d in dists)
     unpacked = sum(d["unpacked_bytes"] for d in dists)
-    tmp_needed = sum(d["disk_mode_bytes"] for d in dists)  # the default mode (disk)
-    tmp_memory_mode = sum(d["disk_bytes"] for d in dists)  # memory mode: native code and data only
+    tmp_needed = sum(d["disk_bytes"] for d in dists)  # memory mode: disk bytes only
     return {
         "layer": os.path.abspath(path),
         "layer_ids": [i.layer_id for i in indexes],
@@ -146,7 +145,7 @@ def report(path: str) -> dict[str, Any]:
             "layer_unzipped_bytes": unzipped,
             "tmp_needed_bytes": tmp_needed,
             "memory_bytes": sum(d["memory_bytes"] for d in dists),
-            "tmp_needed_memory_mode_bytes": tmp_memory_mode,
+            "tmp_needed_disk_mode_bytes": sum(d["disk_mode_bytes"] for d in dists),
             "files": sum(d["files"] for d in dists),
         },
         "limits": {
@@ -158,7 +157,6 @@ def report(path: str) -> dict[str, Any]:
             "fits_unzipped_limit": unzipped <= _limits.UNZIPPED_LAYERS,
             "fits_direct_upload": zip_bytes <= _limits.DIRECT_UPLOAD_ZIP,
             "fits_default_tmp": tmp_needed <= _limits.DEFAULT_TMP,
-            "fits_default_tmp_memory_mode": tmp_memory_mode <= _limits.DEFAULT_TMP,
             "no_broken_layers": not broken,
         },
     }
@@ -185,7 +183,7 @@ def _limit(n: int) -> str:
 
 def render(data: dict[str, Any]) -> str:
     """The human table."""
-    rows = [("distribution", "version", "imports", "packed", "unpacked", "mem-mode /tmp", "code", "files")]
+    rows = [("distribution", "version", "imports", "packed", "unpacked", "disk", "memory", "files")]
     for d in sorted(data["distributions"], key=lambda d: -d["unpacked_bytes"]):
         imports = ", ".join(d["import_names"]) or "-"
         if len(imports) > 36:
@@ -195,7 +193,7 @@ def render(data: dict[str, Any]) -> str:
                      format_size(d["memory_bytes"]), str(d["files"])))
     t = data["totals"]
     rows.append(("total", "", "", format_size(t["packed_bytes"]), format_size(t["unpacked_bytes"]),
-                 format_size(t["tmp_needed_memory_mode_bytes"]), format_size(t["memory_bytes"]), str(t["files"])))
+                 format_size(t["tmp_needed_bytes"]), format_size(t["memory_bytes"]), str(t["files"])))
     widths = [max(len(r[i]) for r in rows) for i in range(8)]
     lines = []
     for n, r in enumerate(rows):
@@ -227,10 +225,8 @@ def render(data: dict[str, Any]) -> str:
         + ("" if c["fits_default_tmp"] else
            f" (set EphemeralStorage to at least {-(-t['tmp_needed_bytes'] * 12 // 10 // (1024 * 1024))} MB"
            " or rely on lazy extraction and release())"),
-        f"  LAMBDASLIM_PYTHON=memory {format_size(t['tmp_needed_memory_mode_bytes']):>10}   default /tmp "
-        f"{_limit(lim['default_tmp_bytes'])}: {check(c['fits_default_tmp_memory_mode'])}"
-        f" (.py/.pyc, {format_size(t['memory_bytes'])}, read from the layer into memory, "
-        "at most LAMBDASLIM_CODE_CACHE held)",
+        f"  .py/.pyc ({format_size(t['memory_bytes'])}) are read from the layer into memory (at most "
+        f"LAMBDASLIM_CODE_CACHE held); LAMBDASLIM_PYTHON=disk needs {format_size(t['tmp_needed_disk_mode_bytes'])} of /tmp",
     ]
     return "\n".join(lines)
 

@@ -211,7 +211,7 @@ def verify(
     interpreter: str | None = None,
     timeout: float | None = 1800,
     entry_points: bool | None = None,
-    python_mode: str = "disk",
+    python_mode: str = "memory",
 ) -> VerifyResult:
     """Unzip ``layers`` into a temporary /opt and import ``names`` (default: all) there, then
     load every entry point (default: when ``names`` is not given)."""
@@ -238,7 +238,7 @@ def verify(
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LAMBDASLIM_"))}
         env["LAMBDASLIM_LAYER_ROOTS"] = opt
         env["LAMBDASLIM_TMP"] = tmp
-        env["LAMBDASLIM_PYTHON"] = python_mode  # disk (the default) or memory
+        env["LAMBDASLIM_PYTHON"] = python_mode  # memory (the default) or disk
         if tmp_limit:
             env["LAMBDASLIM_TMP_LIMIT"] = str(tmp_limit)
         eps = _entrypoints.layer_entry_points(opt) if (not names if entry_points is None else entry_points) else []
