@@ -78,9 +78,11 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
         dctx = zstd.ZstdDecompressor(max_window_size=MAX_WINDOW)
         try:
             with dctx.stream_reader(reader, read_size=_READ, read_across_frames=False) as stream:  # type: ignore[arg-type]
-                buf = b""
+                # One buffer per part, filled again and again: no fresh 1 MiB object (and no
+                # fresh zeroed pages from the kernel) per chunk.
+                buf = bytearray(_READ)
                 view = memoryview(buf)
-                pos = 0
+                pos = filled = 0
                 for entry in files:
                     parent = entry.path.rpartition("/")[0]
                     if parent and parent not in made_dirs:
@@ -95,14 +97,12 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
                         remaining = part.unpacked_bytes
                     try:
                         while remaining:
-                            if pos >= len(buf):
-                                buf = stream.read(_READ)
-                                view = memoryview(buf)
-                                pos = 0
-                                if not buf:
+                            if pos >= filled:
+                                filled, pos = stream.readinto(buf), 0
+                                if not filled:
                                     raise ArchiveError(
                                         f"part of {unit.name} is truncated (ends inside {entry.path})", part_path)
-                            take = min(remaining, len(buf) - pos)
+                            take = min(remaining, filled - pos)
                             write_all(fd, view[pos : pos + take], os.path.join(dest, entry.path))
                             pos += take
                             remaining -= take
@@ -111,7 +111,7 @@ def extract_part(layer_folder: str, unit: Unit, part: Part, dest: str, made_dirs
                     finally:
                         os.close(fd)
                     written += entry.size if part.offset is None else part.unpacked_bytes
-                if pos < len(buf) or stream.read(1):
+                if pos < filled or stream.read(1):
                     raise ArchiveError(f"part of {unit.name} holds more bytes than its index says", part_path)
             reader.drain()
         except zstd.ZstdError as exc:

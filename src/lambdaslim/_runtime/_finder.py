@@ -332,8 +332,13 @@ class LayerFinder(TreeHost):
         import concurrent.futures
 
         ncpu = _threads(workers)
-        todo = sorted((e for e in self.entries() if e.state not in (BROKEN, SHADOWED) and self._check(e)),
-                      key=lambda e: -e.disk_bytes)
+        # Largest first by the packed bytes the index declares (a checked header field), not
+        # by disk bytes: those need every file table validated before anything starts. The unit
+        # threads validate each table (_check) right before extracting it, so the parts of the
+        # first units decompress while the others are checked; a table found bad sets its layer
+        # aside then, as a lazy import would (units of it extracted already stay).
+        todo = sorted((e for e in self.entries() if e.state not in (BROKEN, SHADOWED)),
+                      key=lambda e: -(e.unit.packed_bytes if e.unit is not None else e.disk_bytes))
         with self._lock:
             self._local.busy = True
             try:
@@ -341,10 +346,13 @@ class LayerFinder(TreeHost):
                 # bounds the decompression streams (and their memory) whatever the layer holds.
                 with concurrent.futures.ThreadPoolExecutor(ncpu, "lambdaslim-part") as parts, \
                         concurrent.futures.ThreadPoolExecutor(ncpu, "lambdaslim-unit") as units:
-                    for fut in [units.submit(self._activate, e, ncpu, parts) for e in todo]:
+                    for fut in [units.submit(self._check_and_activate, e, ncpu, parts) for e in todo]:
                         fut.result()
             finally:
                 self._local.busy = False
+
+    def _check_and_activate(self, e: Entry, workers: int, pool: Executor) -> bool:
+        return e.state not in (BROKEN, SHADOWED) and self._check(e) and self._activate(e, workers, pool)
 
     def _select(self, names: Iterable[str] | None) -> list[Entry]:
         entries = self.entries()
