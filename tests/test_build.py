@@ -276,3 +276,15 @@ def test_stubbed_pandas_keeps_metadata_and_sklearn_working(sk_site: Path, tmp_pa
     ])
     check = lambdaslim("verify", str(out), "--import", "pandas", "--import", "sklearn", "--run", run)
     assert check.returncode == 0, check.stdout
+
+
+def test_a_size_against_a_limit_is_shown_in_the_limits_unit() -> None:
+    """536 MB (decimal) fits AWS's "512 MB" (512 MiB): the report must not print
+    "535.9 MB / 512 MB ok" nor "512.1 MB / 512 MB ok"."""
+    from lambdaslim.build import _limits
+
+    mib = 1 << 20
+    assert _limits.show(512 * mib) == "512 MB" and _limits.show(10**6) == "1.0 MB"
+    assert _limits.against(535_900_000, 512 * mib) == "511.1 MB"
+    assert _limits.against(512 * mib + mib // 5, 512 * mib) == "512.2 MB"
+    assert _limits.against(535_900_000, 10**9) == "535.9 MB"  # a decimal limit: decimal units

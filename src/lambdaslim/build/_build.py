@@ -358,7 +358,7 @@ def render(r: BuildResult) -> str:
     lines += ["", "Lambda limits:"]
     for c in r.checks:
         status = "ok" if c.ok else ("OVER (hard limit)" if c.hard else "over")
-        line = f"  {c.what:<40} {format_size(c.value):>10} / {_limit(c.limit):>8}  {status}"
+        line = f"  {c.what:<40} {_limits.against(c.value, c.limit):>10} / {_limits.show(c.limit):>8}  {status}"
         if c.advice:
             line += f": {c.advice}"
         lines.append(line)
@@ -369,12 +369,6 @@ def render(r: BuildResult) -> str:
     if r.exit_code:
         lines.append("over a hard Lambda limit: this layer cannot be deployed as is (exit code 3)")
     return "\n".join(lines)
-
-
-def _limit(n: int) -> str:
-    """Limits as AWS states them: its "250 MB" is 250 MiB."""
-    mib = 1024 * 1024
-    return f"{n // mib} MB" if n % mib == 0 else format_size(n)
 
 
 def stderr_log(msg: str) -> None:

@@ -176,11 +176,6 @@ def _shadowed(indexes: list[_format.LayerIndex]) -> dict[int, dict[str, str]]:
     return out
 
 
-def _limit(n: int) -> str:
-    """Limits as AWS states them: 250 MB means 250 MiB."""
-    return f"{n // (1024 * 1024)} MB"
-
-
 def render(data: dict[str, Any]) -> str:
     """The human table."""
     rows = [("distribution", "version", "imports", "packed", "unpacked", "disk", "memory", "files")]
@@ -215,13 +210,13 @@ def render(data: dict[str, Any]) -> str:
     lines += ["", *_render_runtime(data["runtime"])]
     lines += [
         "",
-        f"layer zip            {format_size(t['layer_zip_bytes']):>10}   direct upload limit "
-        f"{_limit(lim['direct_upload_zip_bytes'])}: {check(c['fits_direct_upload'])}"
+        f"layer zip            {_limits.against(t['layer_zip_bytes'], lim['direct_upload_zip_bytes']):>10}   direct upload limit "
+        f"{_limits.show(lim['direct_upload_zip_bytes'])}: {check(c['fits_direct_upload'])}"
         + ("" if c["fits_direct_upload"] else " (upload it through S3)"),
-        f"layer unzipped       {format_size(t['layer_unzipped_bytes']):>10}   all layers limit "
-        f"{_limit(lim['layers_unzipped_bytes'])}: {check(c['fits_unzipped_limit'])}",
-        f"/tmp, all extracted  {format_size(t['tmp_needed_bytes']):>10}   default /tmp "
-        f"{_limit(lim['default_tmp_bytes'])}: {check(c['fits_default_tmp'])}"
+        f"layer unzipped       {_limits.against(t['layer_unzipped_bytes'], lim['layers_unzipped_bytes']):>10}   all layers limit "
+        f"{_limits.show(lim['layers_unzipped_bytes'])}: {check(c['fits_unzipped_limit'])}",
+        f"/tmp, all extracted  {_limits.against(t['tmp_needed_bytes'], lim['default_tmp_bytes']):>10}   default /tmp "
+        f"{_limits.show(lim['default_tmp_bytes'])}: {check(c['fits_default_tmp'])}"
         + ("" if c["fits_default_tmp"] else
            f" (set EphemeralStorage to at least {-(-t['tmp_needed_bytes'] * 12 // 10 // (1024 * 1024))} MB"
            " or rely on lazy extraction and release())"),

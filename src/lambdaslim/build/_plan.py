@@ -44,11 +44,6 @@ def strippable_bytes(path: str) -> int:
     return total
 
 
-def _limit(n: int) -> str:
-    """Limits as AWS states them: its "250 MB" is 250 MiB."""
-    return f"{n >> 20} MB" if n % (1 << 20) == 0 else format_size(n)
-
-
 @dataclass
 class Row:
     name: str
@@ -75,8 +70,9 @@ def rows(tree: str, units: list[tuple[str, list[str]]], packed: dict[str, int]) 
 def render(plan: list[Row], *, layer_bytes: int, layer_limit: int, tmp_bytes: int,
            tmp_limit: int, stripped: bool, gpu_kept: bool, top: int = 8) -> list[str]:
     """The report's "way under the limit" section."""
-    lines = ["", f"way under the limit (layer {format_size(layer_bytes)} of {_limit(layer_limit)}, "
-                 f"/tmp {format_size(tmp_bytes)} of {_limit(tmp_limit)}); largest distributions:"]
+    lines = ["", f"way under the limit (layer {_limits.against(layer_bytes, layer_limit)} of "
+                 f"{_limits.show(layer_limit)}, /tmp {_limits.against(tmp_bytes, tmp_limit)} of "
+                 f"{_limits.show(tmp_limit)}); largest distributions:"]
     width = max([len(r.name) for r in plan[:top]] + [12])
     lines.append(f"  {'distribution':<{width}}  {'in layer':>9}  {'in /tmp':>9}  what would save it")
     for r in plan[:top]:
@@ -92,7 +88,7 @@ def render(plan: list[Row], *, layer_bytes: int, layer_limit: int, tmp_bytes: in
             lines.append(f"  --split {need}: {need} layers of about {format_size(layer_bytes // need)} each")
         else:
             lines.append(f"  --split does not help: all the layers of one function share AWS's "
-                         f"{_limit(_limits.UNZIPPED_LAYERS)}")
+                         f"{_limits.show(_limits.UNZIPPED_LAYERS)}")
         over = layer_bytes - layer_limit
         chosen, saved = [], 0
         for r in plan:
