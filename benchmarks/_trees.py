@@ -61,6 +61,29 @@ def tree(name: str) -> Path:
     return dest
 
 
+def shipped(name: str) -> Path:
+    """Stack ``name`` as ``lambdaslim pack --strip`` ships it: default pruning steps, shared
+    libraries stripped (verified), unchecked-hash bytecode beside every .py (cached)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from lambdaslim.build import _bytecode, _elf, _prune, _record
+
+    dest = CACHE / f"{name}-shipped"
+    done = CACHE / f"{name}-shipped.complete"
+    if done.exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(tree(name), dest, symlinks=True)
+    print(f"pruning, stripping and compiling {dest} ...", file=sys.stderr)
+    _prune.prune(str(dest))
+    libs = [str(dest / r) for r in _prune.walk_files(str(dest))
+            if ".so" in r.rpartition("/")[2] and not _prune.is_metadata(r)]
+    stripped = _elf.strip_libraries(libs, machine=_elf.host_machine())
+    _record.sync_records(str(dest), changed=[os.path.relpath(p, dest) for p in stripped.stripped])
+    _bytecode.compile_tree(str(dest), _bytecode.interpreter_version())
+    done.write_text("")
+    return dest
+
+
 def size_of(root: Path) -> tuple[int, int]:
     """(bytes, files) of a tree."""
     total = files = 0

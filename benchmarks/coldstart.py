@@ -2,8 +2,9 @@
 
     python benchmarks/coldstart.py [--stack ml|torch|transformers] [-n 3] [--level 3]
 
-The stack's tree (benchmarks/_trees.py) is compiled to unchecked-hash bytecode as ``lambdaslim
-pack``'s pipeline does, then each round starts a fresh ``python -S`` per way:
+The stack's tree (benchmarks/_trees.py) is made what ``lambdaslim pack --strip`` ships (default
+pruning, verified strip, unchecked-hash bytecode); every way starts from that same tree. Each
+round starts a fresh ``python -S`` per way:
 
   (a) unpacked   the tree already on disk (what a container image gives)
   (b) zip        a deflate-9 zip extracted with ``zipfile.extractall`` into /tmp, then imported
@@ -31,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from _trees import CACHE, size_of, tree  # noqa: E402
+from _trees import shipped, size_of  # noqa: E402
 
 HANDLERS = {
     "ml": ("import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n"
@@ -53,25 +54,11 @@ TAIL = ("import re as _re\nprint('@@' + repr([result, int(_re.search(r'VmHWM:\\s
         "open('/proc/self/status').read()).group(1))]))\n")
 
 
-def compiled_site(stack: str) -> Path:
-    """The stack's tree with unchecked-hash .pyc beside every .py (cached)."""
-    from lambdaslim.build._bytecode import compile_tree, interpreter_version
-
-    dest = CACHE / f"{stack}-compiled"
-    done = CACHE / f"{stack}-compiled.complete"
-    if not done.exists():
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(tree(stack), dest)
-        compile_tree(str(dest), interpreter_version())
-        done.write_text("")
-    return dest
-
-
 def prepare(stack: str, level: int, work: Path) -> tuple[Path, Path, Path]:
     """(site, deflate-9 zip, unzipped lambdaslim layer root)."""
     from lambdaslim.build._pack import pack_tree
 
-    site = compiled_site(stack)
+    site = shipped(stack)
     zpath = work / "site.zip"
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for p in sorted(site.rglob("*")):
