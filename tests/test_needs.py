@@ -92,6 +92,27 @@ def test_a_cuda_torch_is_recognised_and_the_cpu_wheel_named(tmp_path: Path) -> N
     assert "torch==2.5.1+cpu" in advice
 
 
+def test_a_cuda_torch_without_its_libraries_fails_the_pack_and_the_report_shows_the_runtime(
+        tmp_path: Path) -> None:
+    """A CUDA torch whose nvidia-* wheels were left out cannot import in Lambda: exit code 3 and
+    the reason, not a layer reported fine; with --keep-gpu it is packed as it is. The report
+    also shows the python/ runtime and which zstandard the function would import."""
+    from lambdaslim.build._build import EXIT_LIMIT, BuildOptions, build
+
+    site = tmp_path / "site"
+    make_dist(site, "torch", "2.5.1", {"torch/__init__.py": b"", "torch/version.py": b"cuda = '12.4'\n"})
+    make_dist(site, "nvidia-cublas-cu12", "12.4.5", {"nvidia/cublas/lib/libcublas.so.12": b"\0" * 7000})
+    dropped = build(BuildOptions(output=str(tmp_path / "a.zip"), from_dir=str(site), level=1, quiet=True))
+    text = dropped.render()
+    assert dropped.exit_code == EXIT_LIMIT
+    assert "would not import in Lambda:" in text and "torch 2.5.1: a CUDA build" in text
+    assert "python/lambdaslim" in text and "`import zstandard` in the function: not in this layer" in text
+    kept = build(BuildOptions(output=str(tmp_path / "b.zip"), from_dir=str(site), level=1, quiet=True,
+                              keep_gpu=["*"]))
+    assert kept.exit_code == 0 and not kept.unusable, kept.render()
+    assert "torch 2.5.1 is a CUDA build" in kept.render()  # the CPU-wheel advice still stands
+
+
 @pytest.fixture()
 def named_site(tmp_path: Path) -> Path:
     """onnx's and numpy's cases in small: a test-folder library named by an entry point, a

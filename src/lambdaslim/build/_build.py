@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import _limits
 from ._errors import PackError
@@ -67,6 +68,7 @@ class LayerOut:
     unzipped_bytes: int
     tmp_bytes: int
     distributions: list[str]
+    runtime: dict[str, Any] = field(default_factory=dict)  # python/: as `inspect` reports it
 
 
 @dataclass
@@ -81,10 +83,11 @@ class BuildResult:
     steps: list[tuple[str, int, int, str]]  # (step, files, bytes, description)
     seconds: float
     plan: list[str] = field(default_factory=list)  # over a limit: the way under
+    unusable: list[str] = field(default_factory=list)  # what would not import as packed
 
     @property
     def exit_code(self) -> int:
-        return EXIT_LIMIT if any(c.hard and not c.ok for c in self.checks) else 0
+        return EXIT_LIMIT if self.unusable or any(c.hard and not c.ok for c in self.checks) else 0
 
     def render(self) -> str:
         return render(self)
@@ -163,7 +166,7 @@ def check_limits(layers: list[LayerOut], max_layer_size: int,
 
 def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> BuildResult:
     """Run the whole pipeline; raises :class:`PackError` (and subclasses) on bad input."""
-    from . import _bytecode, _elf, _gpu, _needs, _plan, _prune, _provenance, _record, _resolve, _stub, _trace
+    from . import _bytecode, _elf, _gpu, _inspect, _needs, _plan, _prune, _provenance, _record, _resolve, _stub, _trace
     from ._pack import DEFAULT_LEVEL, DEFAULT_PART_BYTES, pack_tree
     from ._scan import scan
 
@@ -189,6 +192,7 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
                             f"or write --keep-gpu=DIST")
     notes: list[str] = []
     steps: list[tuple[str, int, int, str]] = []
+    unusable: list[str] = []
     work = tempfile.mkdtemp(prefix="lambdaslim-build-", dir=opts.workdir)
     try:
         tree = os.path.join(work, "site")
@@ -204,13 +208,17 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
         installed = _sizes(tree)
         original, owners = _prune.walk_files(tree), _record.owners(tree)
         removed: list[tuple[str, list[str]]] = []  # (step, relpaths) for LAMBDASLIM_REMOVED
-        for g in _gpu.make_absent(tree, opts.keep_gpu):
+        gpu_removed = _gpu.make_absent(tree, opts.keep_gpu)
+        for g in gpu_removed:
             steps.append((f"no-gpu {g.distribution}", g.removed_files, g.removed_bytes,
                           f"CUDA/GPU runtime only, Lambda has no GPU; --keep-gpu {g.distribution} keeps it"))
             removed.append(("no-gpu", g.removed))
         cuda_torch = _gpu.torch_cuda_build(tree)
         if cuda_torch:
             notes.append(_gpu.torch_cpu_advice(cuda_torch))
+            if gpu_removed:  # libtorch_cuda.so links them: `import torch` would fail in Lambda
+                unusable.append(f"torch {cuda_torch}: a CUDA build whose nvidia-* libraries were left "
+                                f"out does not import; pack the CPU wheel (see above) or --keep-gpu")
         for name in opts.stubs:
             r = _stub.stub(tree, name)
             steps.append((f"stub {r.distribution}", r.removed_files, r.removed_bytes,
@@ -279,7 +287,8 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
                 packed[u.name] = packed.get(u.name, 0) + u.packed_bytes
             layers.append(LayerOut(res.output, res.layer_zip_bytes, unzipped,
                                    sum(u.native_disk_bytes for u in res.index.units),
-                                   [u.name for u in res.index.units]))
+                                   [u.name for u in res.index.units],
+                                   _inspect.report(res.output)["runtime"]))
         checks = check_limits(layers, opts.max_layer_size, opts.ephemeral_storage)
         plan: list[str] = []
         tmp_bytes = sum(lay.tmp_bytes for lay in layers)
@@ -292,7 +301,7 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
                                 stripped=opts.strip, gpu_kept=bool(opts.keep_gpu and
                                                                    _gpu.gpu_distributions(tree)))
         return BuildResult(target, installed, pruned, packed, layers, checks, notes, steps,
-                           time.monotonic() - started, plan)
+                           time.monotonic() - started, plan, unusable)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -363,10 +372,18 @@ def render(r: BuildResult) -> str:
             line += f": {c.advice}"
         lines.append(line)
     lines += r.plan
+    if r.layers and r.layers[0].runtime:
+        from ._inspect import render_runtime
+
+        lines += ["", *render_runtime(r.layers[0].runtime)]
+    if r.unusable:
+        lines += ["", "would not import in Lambda:", *(f"  {u}" for u in r.unusable)]
     lines.append("")
     for lay in r.layers:
         lines.append(f"wrote {lay.path} ({format_size(lay.zip_bytes)}, {len(lay.distributions)} distributions)")
-    if r.exit_code:
+    if r.unusable:
+        lines.append(f"this layer cannot be used as is (exit code {EXIT_LIMIT})")
+    elif r.exit_code:
         lines.append("over a hard Lambda limit: this layer cannot be deployed as is (exit code 3)")
     return "\n".join(lines)
 

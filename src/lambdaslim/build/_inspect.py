@@ -207,7 +207,7 @@ def render(data: dict[str, Any]) -> str:
     for d in data["shadowed"]:
         lines.append(f"shadowed: {d['name']} {d['version']} in {d['layer']} is never used "
                      f"(the copy in {d['used_instead']} wins)")
-    lines += ["", *_render_runtime(data["runtime"])]
+    lines += ["", *render_runtime(data["runtime"])]
     lines += [
         "",
         f"layer zip            {_limits.against(t['layer_zip_bytes'], lim['direct_upload_zip_bytes']):>10}   direct upload limit "
@@ -226,7 +226,8 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _render_runtime(rt: dict[str, Any]) -> list[str]:
+def render_runtime(rt: dict[str, Any]) -> list[str]:
+    """The report's python/ lines (``inspect`` and ``pack``): sizes and what the function imports."""
     deps = ", ".join(f"{n} {v}" for n, v in sorted(rt["vendor_versions"].items())) or "zstandard, filelock"
     lines = [
         f"python/lambdaslim    {format_size(rt['lambdaslim_bytes']):>10}   the runtime parts only "
