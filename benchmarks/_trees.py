@@ -4,6 +4,7 @@
 ``torch``: the same plus torch 2.13.0 CPU (issues 3's extraction figures; the article's stack)
 ``transformers``: transformers (no torch: tokenizers and configs) beside scikit-learn, which it
 probes for without importing (code that lists and reads its own sources at import)
+``pure``: a dozen small pure-Python packages (requests, attrs, click, jinja2, ...)
 
 Each tree is ``pip install --target`` output with tests folders, ``__pycache__`` and ``.pyi``
 stubs removed (the measurements' "pruned" tree, without stripping shared libraries).
@@ -26,6 +27,9 @@ STACKS = {
     "ml": ["numpy", "scipy", "pandas", "scikit-learn"],
     "torch": ["torch==2.13.0", "numpy", "scipy", "pandas", "scikit-learn"],
     "transformers": ["transformers", "scikit-learn", "pandas"],
+    # small pure-Python packages (issue 9: memory mode must not be slower than disk mode here)
+    "pure": ["requests", "attrs", "click", "jinja2", "packaging", "pyparsing", "python-dateutil",
+             "pytz", "tabulate", "jmespath", "six"],
 }
 
 

@@ -1,6 +1,6 @@
 """Process start to first inference, four ways in one run, interleaved, best of N (issue 9).
 
-    python benchmarks/coldstart.py [--stack ml|torch|transformers] [-n 3] [--level 3]
+    python benchmarks/coldstart.py [--stack ml|torch|transformers|pure] [-n 3] [--level 3]
 
 The stack's tree (benchmarks/_trees.py) is made what ``lambdaslim pack --strip`` ships (default
 pruning, verified strip, unchecked-hash bytecode); every way starts from that same tree. Each
@@ -40,6 +40,11 @@ HANDLERS = {
            "result = int(LogisticRegression().fit(X, y).predict(X[:5]).sum())\n"),
     "torch": ("import torch\nm = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))\n"
               "with torch.no_grad():\n    result = int(m(torch.ones(4, 64)).argmax(1).sum())\n"),
+    "pure": ("import requests, attrs, click, jinja2, packaging.version, pyparsing, dateutil.parser, pytz, tabulate, jmespath, six\n"
+             "t = jinja2.Template('{{ a }}-{{ b }}').render(a=1, b=2)\n"
+             "result = [t, str(packaging.version.Version('1.2.3')), dateutil.parser.parse('2026-12-03').year,\n"
+             "          jmespath.search('a.b', {'a': {'b': 3}}), tabulate.tabulate([[1, 2]]).count('-'),\n"
+             "          requests.Request('GET', 'http://127.0.0.1/').prepare().method]\n"),
     # transformers lists transformers/models/ and reads every .py to build its import table
     "transformers": ("from tokenizers import Tokenizer, models, pre_tokenizers\n"
                      "from transformers import BertConfig, PreTrainedTokenizerFast\n"
