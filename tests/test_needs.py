@@ -111,6 +111,11 @@ def test_a_cuda_torch_without_its_libraries_fails_the_pack_and_the_report_shows_
                               keep_gpu=["*"]))
     assert kept.exit_code == 0 and not kept.unusable, kept.render()
     assert "torch 2.5.1 is a CUDA build" in kept.render()  # the CPU-wheel advice still stands
+    make_dist(site, "triton", "3.1.0", {"triton/__init__.py": b""})  # optional for torch: not linked
+    no_triton = build(BuildOptions(output=str(tmp_path / "c.zip"), from_dir=str(site), level=1, quiet=True,
+                                   keep_gpu=["nvidia-cublas-cu12"]))
+    assert [s[0] for s in no_triton.steps if s[0].startswith("no-gpu")] == ["no-gpu triton"]
+    assert no_triton.exit_code == 0 and not no_triton.unusable, no_triton.render()
 
 
 @pytest.fixture()

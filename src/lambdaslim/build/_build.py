@@ -216,7 +216,8 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
         cuda_torch = _gpu.torch_cuda_build(tree)
         if cuda_torch:
             notes.append(_gpu.torch_cpu_advice(cuda_torch))
-            if gpu_removed:  # libtorch_cuda.so links them: `import torch` would fail in Lambda
+            # libtorch_cuda.so links the nvidia-* libraries: without one, `import torch` fails
+            if any(g.distribution.lower().replace("_", "-").startswith("nvidia-") for g in gpu_removed):
                 unusable.append(f"torch {cuda_torch}: a CUDA build whose nvidia-* libraries were left "
                                 f"out does not import; pack the CPU wheel (see above) or --keep-gpu")
         for name in opts.stubs:
