@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+SRC = str(Path(__file__).resolve().parent.parent / "src")
 CACHE = Path(os.environ.get("LAMBDASLIM_BENCH_CACHE", Path.home() / ".cache" / "lambdaslim-bench"))
 STACKS = {
     "small": ["numpy", "six"],
@@ -68,8 +69,9 @@ def tree(name: str) -> Path:
 def shipped(name: str) -> Path:
     """Stack ``name`` as ``lambdaslim pack --strip`` ships it: default pruning steps, shared
     libraries stripped (verified), unchecked-hash bytecode beside every .py (cached)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from lambdaslim.build import _bytecode, _elf, _prune, _record
+    if SRC not in sys.path:
+        sys.path.insert(0, SRC)
+    from lambdaslim.build import _bytecode, _elf, _prune
 
     dest = CACHE / f"{name}-shipped"
     done = CACHE / f"{name}-shipped.complete"
@@ -79,10 +81,7 @@ def shipped(name: str) -> Path:
     shutil.copytree(tree(name), dest, symlinks=True)
     print(f"pruning, stripping and compiling {dest} ...", file=sys.stderr)
     _prune.prune(str(dest))
-    libs = [str(dest / r) for r in _prune.walk_files(str(dest))
-            if ".so" in r.rpartition("/")[2] and not _prune.is_metadata(r)]
-    stripped = _elf.strip_libraries(libs, machine=_elf.host_machine())
-    _record.sync_records(str(dest), changed=[os.path.relpath(p, dest) for p in stripped.stripped])
+    _prune.strip_tree(str(dest), machine=_elf.host_machine())
     _bytecode.compile_tree(str(dest), _bytecode.interpreter_version())
     done.write_text("")
     return dest

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from lambdaslim.build import _bytecode, _elf, _prune, _record, _trace
+from lambdaslim.build import _bytecode, _elf, _prune, _trace
 from lambdaslim.build._build import prepare_runtime
 from lambdaslim.build._pack import DEFAULT_LEVEL, pack_tree
 from lambdaslim.build._resolve import Target, install
@@ -75,9 +75,7 @@ def main() -> None:
             _prune.prune(tree, steps=[step])
             row(f"- {step}", *size(tree), base)
         t = time.monotonic()
-        libs = [os.path.join(tree, r) for r in _prune.walk_files(tree) if ".so" in r.rpartition("/")[2]]
-        stripped = _elf.strip_libraries(libs, machine=target.machine)
-        _record.sync_records(tree, changed=[os.path.relpath(p, tree) for p in stripped.stripped])
+        stripped = _prune.strip_tree(tree, machine=target.machine)
         row("- strip (verified)", *size(tree), base)
         print(f"    {len(stripped.stripped)} libraries stripped, {len(stripped.kept)} kept as they were "
               f"(would not load once stripped or no gain), {time.monotonic() - t:.1f} s")

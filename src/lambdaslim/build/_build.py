@@ -216,8 +216,7 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
         cuda_torch = _gpu.torch_cuda_build(tree)
         if cuda_torch:
             notes.append(_gpu.torch_cpu_advice(cuda_torch))
-            # libtorch_cuda.so links the nvidia-* libraries: without one, `import torch` fails
-            if any(g.distribution.lower().replace("_", "-").startswith("nvidia-") for g in gpu_removed):
+            if _gpu.breaks_cuda_torch(gpu_removed):
                 unusable.append(f"torch {cuda_torch}: a CUDA build whose nvidia-* libraries were left "
                                 f"out does not import; pack the CPU wheel (see above) or --keep-gpu")
         for name in opts.stubs:
@@ -234,11 +233,7 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
             notes += _needs.named_notes(report.named, original)
         if opts.strip:
             say("stripping shared libraries")
-            libs = [os.path.join(tree, rel) for rel in _prune.walk_files(tree)
-                    if (".so" in rel.rpartition("/")[2]) and not _prune.is_metadata(rel)]
-            sr = _elf.strip_libraries(libs, machine=target.machine)
-            _record.sync_records(tree, changed=[os.path.relpath(p, tree).replace(os.sep, "/")
-                                               for p in sr.stripped])
+            sr = _prune.strip_tree(tree, machine=target.machine)
             steps.append(("strip", len(sr.stripped), sr.saved_bytes,
                           f"debug symbols of shared libraries ({sr.tool or 'no strip tool'})"))
             if sr.kept:
@@ -280,16 +275,12 @@ def build(opts: BuildOptions, log: Callable[[str], None] | None = None) -> Build
                             part_bytes=opts.part_bytes or DEFAULT_PART_BYTES,
                             quiet=opts.quiet, runtime_dir=runtime_dir,
                             units=[units[i] for i in group])
-            import zipfile
-
-            with zipfile.ZipFile(out) as zf:
-                unzipped = sum(i.file_size for i in zf.infolist())
+            unzipped, runtime = _inspect.packed_layer(out)
             for u in res.index.units:
                 packed[u.name] = packed.get(u.name, 0) + u.packed_bytes
             layers.append(LayerOut(res.output, res.layer_zip_bytes, unzipped,
                                    sum(u.native_disk_bytes for u in res.index.units),
-                                   [u.name for u in res.index.units],
-                                   _inspect.report(res.output)["runtime"]))
+                                   [u.name for u in res.index.units], runtime))
         checks = check_limits(layers, opts.max_layer_size, opts.ephemeral_storage)
         plan: list[str] = []
         tmp_bytes = sum(lay.tmp_bytes for lay in layers)
@@ -315,7 +306,7 @@ def prepare_runtime(target: Target, dest: str, *, strip: bool = False,
     cffi backend (11 MB, never used on CPython where the C backend loads) is left out; with
     ``strip`` the C backend is stripped (verified like every other library). Returns notes.
     """
-    from . import _bytecode, _elf, _layer_python, _prune, _record, _resolve
+    from . import _bytecode, _elf, _layer_python, _prune, _resolve
 
     notes: list[str] = []
     if target.python == _bytecode.interpreter_version() and target.machine == _elf.host_machine():
@@ -326,9 +317,7 @@ def prepare_runtime(target: Target, dest: str, *, strip: bool = False,
         _resolve.install_runtime(target, dest, pip_args=pip_args)
     _prune.prune(dest, drop=list(_layer_python.UNUSED))  # before --strip: nothing stripped for nothing
     if strip:
-        libs = [os.path.join(dest, rel) for rel in _prune.walk_files(dest) if rel.endswith(".so")]
-        sr = _elf.strip_libraries(libs, machine=target.machine)
-        _record.sync_records(dest, changed=[os.path.relpath(p, dest) for p in sr.stripped])
+        sr = _prune.strip_tree(dest, machine=target.machine)
         if sr.stripped:
             notes.append(f"strip: python/ runtime libraries {format_size(sr.saved_bytes)} smaller")
     return notes

@@ -153,6 +153,12 @@ def torch_cuda_build(root: str) -> str | None:
     return None
 
 
+def breaks_cuda_torch(removed: list[AbsentResult]) -> bool:
+    """Whether a CUDA build of torch loses what it links: any ``nvidia-*`` wheel left out
+    (``libtorch_cuda.so`` needs their symbols; triton is optional for it)."""
+    return any(normalize(g.distribution).startswith("nvidia-") for g in removed)
+
+
 def torch_cpu_advice(version: str) -> str:
     """The report's note for a CUDA build of torch: what breaks and how to get the CPU wheel."""
     base = version.split("+")[0]

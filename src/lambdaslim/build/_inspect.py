@@ -103,6 +103,14 @@ def _runtime_section(python: dict[str, Any], dists: list[dict[str, Any]]) -> dic
     return {**python, "function_imports": function_imports}
 
 
+def packed_layer(path: str) -> tuple[int, dict[str, Any]]:
+    """(unzipped bytes, python/ section) of a layer ``pack`` just wrote: one read of its zip."""
+    indexes, _, unzipped, python = read_layer_zip(path)
+    dists = [{"name": u.name, "version": u.version, "import_names": u.import_names}
+             for idx in indexes for u in idx.units]
+    return unzipped, _runtime_section(python, dists)
+
+
 def report(path: str) -> dict[str, Any]:
     """The stable machine-readable description printed by ``inspect --json``."""
     broken: list[dict[str, str]] = []

@@ -13,20 +13,16 @@ their new hash and size. The packer assigns files to distributions through RECOR
 
 from __future__ import annotations
 
-import base64
-import csv
 import fnmatch
-import hashlib
-import io
 import os
 import re
 import shutil
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import _needs
+from . import _elf, _needs
 from ._errors import PackError
-from ._record import dist_infos, norm_entry, owners, sync_records
+from ._record import sync_records
 
 METADATA_SUFFIXES = (".dist-info", ".egg-info")
 
@@ -336,6 +332,16 @@ def remove_files(root: str, rels: Iterable[str]) -> None:
         except OSError:
             pass  # not empty
     sync_records(root)
+
+
+def strip_tree(root: str, *, machine: str) -> _elf.StripResult:
+    """``--strip``: every shared library under ``root`` (never metadata) stripped where
+    :func:`~lambdaslim.build._elf.strip_libraries` finds it safe, and the RECORD files updated."""
+    libs = [os.path.join(root, rel) for rel in walk_files(root)
+            if ".so" in rel.rpartition("/")[2] and not is_metadata(rel)]
+    result = _elf.strip_libraries(libs, machine=machine)
+    sync_records(root, changed=[os.path.relpath(p, root).replace(os.sep, "/") for p in result.stripped])
+    return result
 
 
 def copy_tree(src: str, dest: str) -> None:
