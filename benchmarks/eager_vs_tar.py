@@ -41,7 +41,8 @@ CHILD = ("import time\nt = time.perf_counter()\nimport lambdaslim.bootstrap as b
          "print('@@%r' % (time.perf_counter() - t))\n")
 # wait4's ru_maxrss of a child we spawn also counts this process's own peak (exec keeps the
 # high-water mark of the memory map it replaces), so each run goes through GNU time, whose
-# own few MB are what its child inherits; without it the figure is this process's and says so.
+# own few MB are what its child inherits; without it the figure includes this process's, and
+# the report says so.
 TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
 
 
@@ -113,7 +114,8 @@ def main() -> int:
                         call = float(next(x for x in out.splitlines() if x.startswith("@@"))[2:])
                 if way not in best or s < best[way][0]:
                     best[way] = (s, call, rss)
-    print(f"{args.layer.name}: best of {args.n}, interleaved, each run into {FRESH['how']}, {os.cpu_count()} cpus")
+    print(f"{args.layer.name}: best of {args.n}, interleaved, each run into {FRESH['how']}, {os.cpu_count()} cpus; "
+          + ("peak RSS through GNU time" if TIME else "peak RSS from wait4 (no /usr/bin/time: includes this process's)"))
     for mode in ("disk", "memory"):
         _, nbytes, nfiles = trees[mode]
         print(f"  tree written in {mode} mode: {nbytes / 1e6:.1f} MB in {nfiles} files")
