@@ -87,6 +87,29 @@ def shipped(name: str) -> Path:
     return dest
 
 
+def layer_root(site: Path, level: int, work: Path) -> Path:
+    """``site`` packed at zstd ``level`` into ``work/layer.zip`` and unzipped (modes kept) as
+    Lambda lays a layer out in /opt: returns that folder, ``work/opt``."""
+    import time
+    import zipfile
+
+    if SRC not in sys.path:
+        sys.path.insert(0, SRC)
+    from lambdaslim.build._pack import pack_tree
+
+    started = time.monotonic()
+    pack_tree(str(site), str(work / "layer.zip"), level=level, quiet=True)
+    print(f"packed at level {level} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    opt = work / "opt"
+    with zipfile.ZipFile(work / "layer.zip") as zf:
+        for info in zf.infolist():
+            zf.extract(info, opt)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(opt / info.filename, mode)
+    return opt
+
+
 def size_of(root: Path) -> tuple[int, int]:
     """(bytes, files) of a tree."""
     total = files = 0

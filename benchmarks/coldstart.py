@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from _trees import shipped, size_of  # noqa: E402
+from _trees import layer_root, shipped, size_of  # noqa: E402
 
 HANDLERS = {
     "ml": ("import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n"
@@ -61,25 +61,13 @@ TAIL = ("import re as _re\nprint('@@' + repr([result, int(_re.search(r'VmHWM:\\s
 
 def prepare(stack: str, level: int, work: Path) -> tuple[Path, Path, Path]:
     """(site, deflate-9 zip, unzipped lambdaslim layer root)."""
-    from lambdaslim.build._pack import pack_tree
-
     site = shipped(stack)
     zpath = work / "site.zip"
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for p in sorted(site.rglob("*")):
             if p.is_file():
                 zf.write(p, p.relative_to(site).as_posix())
-    started = time.monotonic()
-    pack_tree(str(site), str(work / "layer.zip"), level=level, quiet=True)
-    print(f"packed at level {level} in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    opt = work / "opt"
-    with zipfile.ZipFile(work / "layer.zip") as zf:
-        for info in zf.infolist():
-            zf.extract(info, opt)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                os.chmod(opt / info.filename, mode)
-    return site, zpath, opt
+    return site, zpath, layer_root(site, level, work)
 
 
 def run_once(way: str, stack: str, site: Path, zpath: Path, opt: Path, tmp: Path) -> tuple[float, int]:
